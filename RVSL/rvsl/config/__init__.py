@@ -1,0 +1,118 @@
+"""Configuration: yacs defaults, merged with a YAML file and command-line pairs, then checked."""
+
+import re
+from pathlib import Path
+from typing import Optional, Sequence
+
+from yacs.config import CfgNode
+
+from ..utils.errors import InputError
+from .defaults import _C
+
+__all__ = ["CfgNode", "get_cfg_defaults", "load_config", "check_config", "config_from_dict", "config_to_dict",
+           "STAGES", "TEST_SETS", "MODEL_NAMES"]
+
+STAGES = ("STAGE1", "STAGE2", "STAGE3")
+TEST_SETS = ("SYN", "REAL_CLEAR", "REAL_FOGGY")
+MODEL_NAMES = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "resnet50_ibn_a", "resnet101_ibn_a")
+_CHOICES = {
+    "MODE.STAGE": STAGES,
+    "MODEL.NAME": MODEL_NAMES,
+    "MODEL.LAST_STRIDE": (1, 2),
+    "SOLVER.AMP": ("off", "bf16", "fp16"),
+    "TEST.DATA": TEST_SETS,
+    "TEST.DISTANCE": ("euclidean", "cosine"),
+}
+_POSITIVE = ("SOLVER.MAX_EPOCHS", "DATALOADER.NUM_IDENTITIES", "DATALOADER.NUM_INSTANCES",
+             "DATALOADER.REAL_BATCH_SIZE", "TEST.IMS_PER_BATCH", "SOLVER.MAX_NONFINITE")
+
+
+def get_cfg_defaults() -> CfgNode:
+    """A fresh, mutable copy of the defaults of ``rvsl/config/defaults.py``."""
+    return _C.clone()
+
+
+def _get(cfg: CfgNode, key: str):
+    node = cfg
+    for part in key.split("."):
+        node = node[part]
+    return node
+
+
+def _yacs_message(exc: Exception) -> str:
+    """Turn yacs' KeyError/ValueError text into one readable line."""
+    text = exc.args[0] if exc.args else str(exc)
+    match = re.match(r"Non-existent (?:config )?key: (\S+)", str(text))
+    if match:
+        key = match.group(1)
+        leaf = key.rsplit(".", 1)[-1]
+        return f"unknown config key '{leaf}' (full key {key}); see RVSL/rvsl/config/defaults.py for valid keys"
+    return str(text)
+
+
+def check_config(cfg: CfgNode) -> None:
+    """Raise :class:`InputError` naming the key of any out-of-range value."""
+    for key, choices in _CHOICES.items():
+        value = _get(cfg, key)
+        if value not in choices:
+            raise InputError(f"{key} is {value!r}; expected one of {', '.join(map(str, choices))}")
+    for key in _POSITIVE:
+        if _get(cfg, key) <= 0:
+            raise InputError(f"{key} must be positive, got {_get(cfg, key)}")
+    metric_path, _, metric = cfg.SOLVER.BEST_METRIC.partition("/")
+    if metric_path not in ("clear", "hazy", "fusion") or metric not in ("mAP", "mINP", "rank1"):
+        raise InputError(f"SOLVER.BEST_METRIC is {cfg.SOLVER.BEST_METRIC!r}; expected PATH/METRIC with "
+                         "PATH in clear, hazy, fusion and METRIC in mAP, mINP, rank1")
+    for key in ("INPUT.SIZE_TRAIN", "INPUT.SIZE_TEST"):
+        size = _get(cfg, key)
+        if len(size) != 2 or any(int(s) < 32 or int(s) % 4 for s in size):
+            raise InputError(f"{key} must be [height, width], each a multiple of 4 and at least 32; got {list(size)}")
+
+
+def load_config(config_file: Optional[str] = None, opts: Sequence[str] = (), stage: Optional[str] = None) -> CfgNode:
+    """Defaults, then ``config_file``, then ``KEY VALUE`` ``opts``; checked and frozen.
+
+    ``stage`` (set by a stage's entry script) fixes ``MODE.STAGE``; an explicit different value in
+    ``opts`` is an error. Every problem raises :class:`InputError` naming the file or key.
+    """
+    cfg = get_cfg_defaults()
+    if config_file:
+        if not Path(config_file).is_file():
+            raise InputError(f"config file not found: {config_file}")
+        try:
+            cfg.merge_from_file(config_file)
+        except (KeyError, ValueError, TypeError, AttributeError) as exc:
+            raise InputError(f"{config_file}: {_yacs_message(exc)}") from exc
+    opts = list(opts)
+    if len(opts) % 2:
+        raise InputError(f"command-line options must be KEY VALUE pairs; '{opts[-1]}' has no value")
+    try:
+        cfg.merge_from_list(opts)
+    except (KeyError, ValueError, TypeError, AttributeError, AssertionError) as exc:
+        raise InputError(f"command line: {_yacs_message(exc)}") from exc
+    if stage is not None:
+        given = dict(zip(opts[0::2], opts[1::2])).get("MODE.STAGE")
+        if given is not None and given != stage:
+            raise InputError(f"MODE.STAGE is {given} but this script trains {stage}")
+        cfg.MODE.STAGE = stage
+    check_config(cfg)
+    cfg.freeze()
+    return cfg
+
+
+def config_from_dict(data: dict) -> CfgNode:
+    """Rebuild a frozen config from the plain dict stored in a checkpoint (unknown keys are errors)."""
+    cfg = get_cfg_defaults()
+    cfg.merge_from_other_cfg(CfgNode(data))
+    check_config(cfg)
+    cfg.freeze()
+    return cfg
+
+
+def config_to_dict(node):
+    """Plain nested dicts and lists of a config (safe for ``torch.load(weights_only=True)``)."""
+    if isinstance(node, CfgNode):
+        return {k: config_to_dict(v) for k, v in node.items()}
+    if isinstance(node, (list, tuple)):
+        return [config_to_dict(v) for v in node]
+    return node

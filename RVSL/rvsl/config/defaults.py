@@ -1,0 +1,172 @@
+"""Every configuration key of RVSL, with its default and meaning.
+
+Defaults reproduce the published method (ECCV 2022) unless a comment says otherwise;
+``configs/*.yml`` hold only what differs. Merge order: these defaults, then ``-c FILE``,
+then ``KEY VALUE`` pairs from the command line (see :func:`rvsl.config.load_config`).
+"""
+
+from yacs.config import CfgNode as CN
+
+_C = CN()
+
+# ---------------------------------------------------------------------------- #
+# Mode: which of the three training stages runs, and the random seed.
+# ---------------------------------------------------------------------------- #
+_C.MODE = CN()
+# STAGE1: supervised on synthetic clear/hazy pairs.
+# STAGE2: unsupervised on real clear images (+ the synthetic pairs as an auxiliary task).
+# STAGE3: unsupervised on real hazy images (+ the synthetic pairs as an auxiliary task).
+_C.MODE.STAGE = "STAGE1"
+# Seed of python, numpy, torch and the samplers; runs on CPU repeat exactly for a fixed seed.
+_C.MODE.SEED = 0
+# Turn on PyTorch's deterministic algorithms (slower on CUDA; CPU runs are deterministic anyway).
+_C.MODE.DETERMINISTIC = False
+
+# ---------------------------------------------------------------------------- #
+# Model
+# ---------------------------------------------------------------------------- #
+_C.MODEL = CN()
+# "auto" picks CUDA when present, else CPU; or name a device: "cpu", "cuda", "cuda:1".
+_C.MODEL.DEVICE = "auto"
+# Backbone: resnet18/34/50/101/152, resnet50_ibn_a, resnet101_ibn_a.
+_C.MODEL.NAME = "resnet50"
+# Stride of the last ResNet stage; the published config uses 2, 1 doubles the last feature map.
+_C.MODEL.LAST_STRIDE = 2
+# A local file to start from: an RVSL checkpoint of the previous stage, or an ImageNet state
+# dict of the backbone (torchvision or IBN-Net layout). Empty: random initialisation.
+# Nothing is ever downloaded.
+_C.MODEL.PRETRAIN_PATH = ""
+# Width of the generators' U-Net decoder.
+_C.MODEL.GEN_CHANNELS = 64
+# Channels of the first PatchGAN discriminator layer (doubled at each of the next three).
+_C.MODEL.DISC_CHANNELS = 64
+# Capacity of each discriminator's replay buffer of generated images.
+_C.MODEL.POOL_SIZE = 50
+
+# ---------------------------------------------------------------------------- #
+# Input pipeline. Images are RGB in [0, 1]; the model normalises internally.
+# ---------------------------------------------------------------------------- #
+_C.INPUT = CN()
+# (height, width) at train and test time.
+_C.INPUT.SIZE_TRAIN = [384, 384]
+_C.INPUT.SIZE_TEST = [384, 384]
+# ImageNet statistics used to normalise the encoders' input.
+_C.INPUT.PIXEL_MEAN = [0.485, 0.456, 0.406]
+_C.INPUT.PIXEL_STD = [0.229, 0.224, 0.225]
+# Probability of a horizontal flip (applied identically to both images of a synthetic pair).
+_C.INPUT.FLIP_PROB = 0.5
+# Zero padding before the random crop back to SIZE_TRAIN (0 disables the crop).
+_C.INPUT.PADDING = 10
+
+# ---------------------------------------------------------------------------- #
+# Datasets: the FVRID layout (one key per folder; relative paths are under DATA_PATH).
+# ---------------------------------------------------------------------------- #
+_C.DATASETS = CN()
+_C.DATASETS.DATA_PATH = "Datasets"
+_C.DATASETS.SYN_TRAIN_CLEAR_PATH = "FVRID_syn/train_clear"
+_C.DATASETS.SYN_TRAIN_FOGGY_PATH = "FVRID_syn/train_foggy"
+_C.DATASETS.SYN_QUERY_CLEAR_PATH = "FVRID_syn/query_clear"
+_C.DATASETS.SYN_QUERY_FOGGY_PATH = "FVRID_syn/query_foggy"
+_C.DATASETS.SYN_GALLERY_CLEAR_PATH = "FVRID_syn/gallery_clear"
+_C.DATASETS.SYN_GALLERY_FOGGY_PATH = "FVRID_syn/gallery_foggy"
+_C.DATASETS.REAL_TRAIN_CLEAR_PATH = "FVRID_clear/train_clear"
+_C.DATASETS.REAL_QUERY_CLEAR_PATH = "FVRID_clear/query_clear"
+_C.DATASETS.REAL_GALLERY_CLEAR_PATH = "FVRID_clear/gallery_clear"
+_C.DATASETS.REAL_TRAIN_FOGGY_PATH = "FVRID_real/train_foggy"
+_C.DATASETS.REAL_QUERY_FOGGY_PATH = "FVRID_real/query_foggy"
+_C.DATASETS.REAL_GALLERY_FOGGY_PATH = "FVRID_real/gallery_foggy"
+
+# ---------------------------------------------------------------------------- #
+# Data loading
+# ---------------------------------------------------------------------------- #
+_C.DATALOADER = CN()
+# Worker processes per loader (0 loads in the main process).
+_C.DATALOADER.NUM_WORKERS = 4
+# Identities (P) and instances per identity (K) of the synthetic batch: P*K pairs.
+_C.DATALOADER.NUM_IDENTITIES = 6
+_C.DATALOADER.NUM_INSTANCES = 6
+# Real (unlabelled) images per batch in stages 2 and 3; published: 3K = 18.
+_C.DATALOADER.REAL_BATCH_SIZE = 18
+
+# ---------------------------------------------------------------------------- #
+# Solver
+# ---------------------------------------------------------------------------- #
+_C.SOLVER = CN()
+_C.SOLVER.MAX_EPOCHS = 200
+# Adam for encoders, ReID body and generators.
+_C.SOLVER.BASE_LR = 1e-4
+_C.SOLVER.WEIGHT_DECAY = 5e-4
+# Linear warm-up from BASE_LR * WARMUP_FACTOR over WARMUP_ITERS iterations.
+_C.SOLVER.WARMUP_FACTOR = 0.01
+_C.SOLVER.WARMUP_ITERS = 200
+# Multi-step decay: multiply the rate by GAMMA at each of these epochs.
+_C.SOLVER.STEPS = [40, 70, 100, 130, 160]
+_C.SOLVER.GAMMA = 0.6
+# Adam for the discriminators; constant for the first half of training, then linear to zero.
+_C.SOLVER.DISC_LR = 2e-4
+_C.SOLVER.DISC_BETAS = [0.5, 0.999]
+# Mixed precision on CUDA: "off", "bf16" or "fp16" (fp16 uses a gradient scaler). Off on CPU.
+_C.SOLVER.AMP = "bf16"
+# Run validation every EVAL_PERIOD epochs (and after the last); 0 validates only at the end.
+_C.SOLVER.EVAL_PERIOD = 10
+# Log the running losses every LOG_PERIOD iterations.
+_C.SOLVER.LOG_PERIOD = 20
+# Stop after this many consecutive non-finite losses (each one's step is skipped).
+_C.SOLVER.MAX_NONFINITE = 5
+# Which validation figure selects best.pth: "<path>/<metric>", path in clear/hazy/fusion.
+_C.SOLVER.BEST_METRIC = "fusion/mAP"
+
+# ---------------------------------------------------------------------------- #
+# Loss weights (DESIGN.md section 3)
+# ---------------------------------------------------------------------------- #
+_C.LOSS = CN()
+# Label smoothing of the identity cross-entropy (0 disables it).
+_C.LOSS.LABEL_SMOOTH = 0.1
+# Margin of the batch-hard triplet loss.
+_C.LOSS.TRIPLET_MARGIN = 0.3
+# Stage 1 (and the synthetic auxiliary task of stages 2/3, scaled by the AUX_* factors).
+_C.LOSS.SYN_REID = 1.0
+_C.LOSS.SYN_TRANSLATION = 0.5
+_C.LOSS.SYN_EC = 0.5
+_C.LOSS.SYN_ADV = 0.5
+# Auxiliary synthetic task in stages 2 and 3.
+_C.LOSS.AUX_REID = 10.0
+_C.LOSS.AUX_EC = 1.0
+_C.LOSS.AUX_TRANSLATION = 100.0
+# Real branch of stages 2 and 3.
+_C.LOSS.REAL_EC = 1.0
+_C.LOSS.REAL_CYCLE = 100.0
+_C.LOSS.REAL_ADV = 0.5
+_C.LOSS.REAL_PRIOR = 0.01
+# Stage 2 priors on the rendered hazy image: MIDC + CR, each times these.
+_C.LOSS.MIDC = 1.0
+_C.LOSS.CR_STAGE2 = 1.0
+# Stage 3 priors on the dehazed image: 0.5 DCP + 2 TV + 0.05 CR.
+_C.LOSS.DCP = 0.5
+_C.LOSS.TV = 2.0
+_C.LOSS.CR_STAGE3 = 0.05
+# Window of the dark channel prior.
+_C.LOSS.DCP_PATCH = 35
+
+# ---------------------------------------------------------------------------- #
+# Test / inference
+# ---------------------------------------------------------------------------- #
+_C.TEST = CN()
+# Which test set: SYN, REAL_CLEAR or REAL_FOGGY.
+_C.TEST.DATA = "SYN"
+# Checkpoint to evaluate (inference.py).
+_C.TEST.WEIGHT = ""
+_C.TEST.IMS_PER_BATCH = 64
+# "euclidean" or "cosine".
+_C.TEST.DISTANCE = "euclidean"
+# k-reciprocal re-ranking (Zhong et al., CVPR 2017).
+_C.TEST.RERANK = False
+_C.TEST.RERANK_K1 = 20
+_C.TEST.RERANK_K2 = 6
+_C.TEST.RERANK_LAMBDA = 0.3
+# Write rank-list pictures and input / dehazed / re-hazed triplets.
+_C.TEST.VIS = False
+_C.TEST.VIS_NUM = 10
+
+# Where logs, config.yaml, checkpoints and metrics go.
+_C.OUTPUT_DIR = "output"

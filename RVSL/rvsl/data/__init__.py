@@ -1,0 +1,1 @@
+"""FVRID data: folder scanning, datasets, samplers and loaders."""

@@ -1,0 +1,38 @@
+"""Seeding and device selection."""
+
+import logging
+import os
+import random
+
+import numpy as np
+import torch
+
+from .errors import InputError
+
+logger = logging.getLogger(__name__)
+
+
+def seed_everything(seed: int, deterministic: bool = False) -> None:
+    """Seed python, numpy and torch (CPU and CUDA); optionally force deterministic kernels."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True)
+        torch.backends.cudnn.benchmark = False
+    else:
+        torch.backends.cudnn.benchmark = True
+
+
+def resolve_device(name: str) -> torch.device:
+    """Turn ``MODEL.DEVICE`` into a device: ``auto`` picks CUDA when available, else CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError as exc:
+        raise InputError(f"MODEL.DEVICE: '{name}' is not a device (use auto, cpu, cuda or cuda:N)") from exc
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise InputError(f"MODEL.DEVICE is '{name}' but CUDA is not available on this machine (use auto or cpu)")
+    return device
