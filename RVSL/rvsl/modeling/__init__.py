@@ -1,1 +1,29 @@
-"""modeling"""
+"""Networks: the RVSL model (encoders, ReID body, generators), the PatchGAN discriminator, the image pool."""
+
+from .backbones import BACKBONE_NAMES, build_resnet
+from .discriminator import PatchDiscriminator
+from .generator import DoubleConv, Generator
+from .pool import ImagePool
+from .resnet_ibn_a import IBN, resnet50_ibn_a, resnet101_ibn_a
+from .rvsl_model import RVSL, Encoder, ReIDHead, ReIDOutput, build_discriminator, build_model
+from .weights import load_backbone_weights, load_matching_state
+
+__all__ = [
+    "BACKBONE_NAMES",
+    "DoubleConv",
+    "Encoder",
+    "Generator",
+    "IBN",
+    "ImagePool",
+    "PatchDiscriminator",
+    "RVSL",
+    "ReIDHead",
+    "ReIDOutput",
+    "build_discriminator",
+    "build_model",
+    "build_resnet",
+    "load_backbone_weights",
+    "load_matching_state",
+    "resnet101_ibn_a",
+    "resnet50_ibn_a",
+]

@@ -1,0 +1,73 @@
+"""Loading weights: ImageNet backbones from a local file, and shape-matched states between stages."""
+
+import logging
+import os
+from typing import Dict, List, Mapping, Tuple
+
+import torch
+from torch import nn
+
+from ..utils.errors import InputError
+
+logger = logging.getLogger(__name__)
+
+_ENCODER_PARTS = ("conv1", "bn1", "layer1")
+_REID_PARTS = ("layer2", "layer3", "layer4")
+
+
+def load_matching_state(module: nn.Module, state: Mapping[str, torch.Tensor]) -> Tuple[List[str], List[str]]:
+    """Copy the tensors of ``state`` whose name and shape match ``module``; return (loaded keys, skipped with reason)."""
+    own = module.state_dict()
+    matched: Dict[str, torch.Tensor] = {}
+    skipped: List[str] = []
+    for key, value in state.items():
+        if key not in own:
+            skipped.append(f"{key}: not in the model")
+        elif not isinstance(value, torch.Tensor):
+            skipped.append(f"{key}: not a tensor ({type(value).__name__})")
+        elif value.shape != own[key].shape:
+            skipped.append(f"{key}: shape {tuple(value.shape)} vs {tuple(own[key].shape)}")
+        else:
+            matched[key] = value
+    module.load_state_dict(matched, strict=False)
+    missing = len(own) - len(matched)
+    logger.info("loaded %d tensors, skipped %d, %d model tensors keep their values", len(matched), len(skipped), missing)
+    for reason in skipped:
+        logger.info("skipped %s", reason)
+    return list(matched), skipped
+
+
+def _read_state_dict(path: str) -> Dict[str, torch.Tensor]:
+    """The tensors of a local state-dict file, unwrapped from {"state_dict": ...} and stripped of "module."."""
+    if not os.path.isfile(path):
+        raise InputError(f"MODEL.PRETRAIN_PATH: no such file '{path}'")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # any unreadable or unsafe pickle is a bad file
+        raise InputError(f"MODEL.PRETRAIN_PATH: '{path}' is not a readable PyTorch state dict ({exc})") from exc
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict) or not any(isinstance(v, torch.Tensor) for v in state.values()):
+        raise InputError(f"MODEL.PRETRAIN_PATH: '{path}' does not hold a state dict of tensors")
+    return {
+        (key[len("module."):] if key.startswith("module.") else key): value
+        for key, value in state.items()
+        if isinstance(value, torch.Tensor)
+    }
+
+
+def load_backbone_weights(model: nn.Module, path: str) -> None:
+    """Load an ImageNet ResNet state dict (torchvision or IBN-Net layout) into both encoders and D_ReID's layer2-4."""
+    state = _read_state_dict(path)
+    mapped: Dict[str, torch.Tensor] = {}
+    for key, value in state.items():
+        part = key.split(".", 1)[0]
+        if part in _ENCODER_PARTS:
+            mapped[f"enc_clear.{key}"] = value
+            mapped[f"enc_hazy.{key}"] = value
+        elif part in _REID_PARTS:
+            mapped[f"reid.{key}"] = value
+    loaded, skipped = load_matching_state(model, mapped)
+    if not loaded:
+        raise InputError(f"MODEL.PRETRAIN_PATH: no tensor of '{path}' matches the backbone {getattr(model, 'backbone_name', '')}")
+    logger.info("ImageNet weights from %s: %d tensors loaded, %d skipped", path, len(loaded), len(skipped))
