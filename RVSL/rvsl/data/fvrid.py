@@ -49,11 +49,12 @@ def parse_name(name: str) -> Optional[Tuple[int, int]]:
     return int(match.group(1)), int(match.group(2))
 
 
-def is_decodable(path: str) -> bool:
-    """Whether ``path`` opens as an image (header check plus a full decode; fast for small files)."""
+def is_decodable(path: str, full: bool = True) -> bool:
+    """Whether ``path`` opens as an image: header only (fast) or a ``full`` decode."""
     try:
         with Image.open(path) as img:
-            img.load()
+            if full:
+                img.load()
         return True
     except Exception:  # PIL raises many types for corrupt files
         return False
@@ -68,9 +69,10 @@ def warn_skipped(kind: str, paths: Sequence[str]) -> None:
 
 
 def list_images(folder: str, key: str = "", check_decode: bool = True) -> List[str]:
-    """Sorted image files of ``folder``; other files and undecodable images are skipped with a warning.
+    """Sorted image files of ``folder``; other files and unreadable images are skipped with a warning.
 
-    ``key`` names the config key of the folder in error messages.
+    ``check_decode`` opens each image's header (fast; a full decode is ``Datasets/check_fvrid.py``'s
+    job). ``key`` names the config key of the folder in error messages.
     """
     where = f" ({key})" if key else ""
     root = Path(folder)
@@ -80,7 +82,7 @@ def list_images(folder: str, key: str = "", check_decode: bool = True) -> List[s
     images = [str(p) for p in files if p.suffix.lower() in IMG_EXTENSIONS]
     warn_skipped("not an image file", [str(p) for p in files if p.suffix.lower() not in IMG_EXTENSIONS])
     if check_decode:
-        decodes = {p: is_decodable(p) for p in images}
+        decodes = {p: is_decodable(p, full=False) for p in images}
         warn_skipped("image that does not decode", [p for p, ok in decodes.items() if not ok])
         images = [p for p, ok in decodes.items() if ok]
     if not images:

@@ -1,0 +1,65 @@
+"""Torch datasets over FVRID records; every item is a dict of tensors."""
+
+from typing import Dict, Optional, Sequence, Tuple
+
+from torch.utils.data import Dataset
+
+from .fvrid import ImageRecord, PairRecord
+from .transforms import joint_augment, read_image
+
+
+class PairDataset(Dataset):
+    """Synthetic clear/hazy twins with identity labels: ``{"clear", "hazy", "pid", "camid"}``."""
+
+    def __init__(self, pairs: Sequence[PairRecord], size: Tuple[int, int], flip_prob: float, padding: int):
+        self.pairs = list(pairs)
+        self.size = tuple(size)
+        self.flip_prob = flip_prob
+        self.padding = padding
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def __getitem__(self, index: int) -> Dict:
+        pair = self.pairs[index]
+        clear, hazy = joint_augment([read_image(pair.clear, self.size), read_image(pair.hazy, self.size)],
+                                    self.flip_prob, self.padding)
+        return {"clear": clear, "hazy": hazy, "pid": pair.pid, "camid": pair.camid}
+
+
+class UnlabelledDataset(Dataset):
+    """Real training images as bare paths: ``{"img"}``. Identities are never parsed or returned."""
+
+    def __init__(self, paths: Sequence[str], size: Tuple[int, int], flip_prob: float, padding: int):
+        self.paths = list(paths)
+        self.size = tuple(size)
+        self.flip_prob = flip_prob
+        self.padding = padding
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> Dict:
+        (image,) = joint_augment([read_image(self.paths[index], self.size)], self.flip_prob, self.padding)
+        return {"img": image}
+
+
+class TestDataset(Dataset):
+    """Query then gallery images: ``{"img", "pid", "camid", "path"}`` plus ``"gt"`` (clear twin) if given."""
+
+    def __init__(self, records: Sequence[ImageRecord], size: Tuple[int, int],
+                 gt_paths: Optional[Sequence[str]] = None):
+        self.records = list(records)
+        self.size = tuple(size)
+        self.gt_paths = list(gt_paths) if gt_paths is not None else None
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, index: int) -> Dict:
+        record = self.records[index]
+        item = {"img": read_image(record.path, self.size), "pid": record.pid, "camid": record.camid,
+                "path": record.path}
+        if self.gt_paths is not None:
+            item["gt"] = read_image(self.gt_paths[index], self.size)
+        return item
