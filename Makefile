@@ -1,0 +1,35 @@
+# Two commands do all the set-up on a fresh clone:  make demo  and  make test.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+DEMO_DATA := Datasets/demo
+DEMO_OUT := output/demo
+
+.PHONY: venv demo demo-data test bench clean
+
+# The venv is rebuilt when requirements.txt or pyproject.toml change.
+$(VENV)/.installed: requirements.txt pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-build-isolation --no-deps -e .
+	touch $@
+
+venv: $(VENV)/.installed
+
+demo-data: venv
+	$(PY) Datasets/make_demo.py --out $(DEMO_DATA) --seed 0
+
+# Generate the demo data, train the three stages, evaluate on the three test sets.
+demo: demo-data
+	rm -rf $(DEMO_OUT)
+	PYTHON=$(PY) CONFIG=configs/demo.yml DATA_PATH=$(DEMO_DATA) OUTPUT_ROOT=$(DEMO_OUT) bash train.sh
+	PYTHON=$(PY) CONFIG=configs/demo.yml DATA_PATH=$(DEMO_DATA) bash test.sh $(DEMO_OUT)/stage3/checkpoint/best.pth $(DEMO_OUT)/test
+
+test: venv
+	$(PY) -m pytest
+
+bench: venv
+	$(PY) benchmarks/eval_speed.py
+
+clean:
+	rm -rf $(DEMO_OUT) $(DEMO_DATA)

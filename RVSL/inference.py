@@ -1,0 +1,11 @@
+"""RVSL evaluation of one checkpoint on one test set (SYN, REAL_CLEAR or REAL_FOGGY).
+
+python RVSL/inference.py -t -c configs/FVRID.yml TEST.DATA REAL_FOGGY TEST.WEIGHT W OUTPUT_DIR O
+"""
+
+import sys
+
+from rvsl.engine import launch, run_inference
+
+if __name__ == "__main__":
+    sys.exit(launch(run_inference, __doc__))

@@ -1,0 +1,81 @@
+"""What every entry script shares: the argument parser, set-up, and error handling."""
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Callable, Optional, Sequence
+
+import torch
+
+from ..config import CfgNode, load_config
+from ..utils.errors import InputError
+from ..utils.logger import setup_logger
+from ..utils.misc import resolve_device, seed_everything
+
+logger = logging.getLogger("rvsl")
+
+
+class TrainingStopped(RuntimeError):
+    """Training cannot go on (for instance, too many non-finite losses); the message says why."""
+
+
+def default_argument_parser(description: str) -> argparse.ArgumentParser:
+    """Parser of the seed's command line: ``-c CONFIG``, ``--resume``, ``-t``, then ``KEY VALUE`` pairs."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("-c", "--config_file", "--config-file", default="", metavar="FILE", help="YAML config file")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue from OUTPUT_DIR/checkpoint/last.pth with all training state")
+    parser.add_argument("-t", "--test", action="store_true", help="evaluation only (accepted for the seed's CLI)")
+    parser.add_argument("opts", nargs=argparse.REMAINDER, default=[],
+                        help="config overrides as KEY VALUE pairs, e.g. SOLVER.MAX_EPOCHS 10")
+    return parser
+
+
+def default_setup(cfg: CfgNode) -> torch.device:
+    """Create OUTPUT_DIR, log to console and ``log.txt``, write ``config.yaml``, seed, pick the device."""
+    output_dir = Path(cfg.OUTPUT_DIR)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    setup_logger(str(output_dir))
+    device = resolve_device(cfg.MODEL.DEVICE)
+    logger.info("command: %s", " ".join(sys.argv))
+    logger.info("torch %s, device %s, %d CPU threads", torch.__version__, device, torch.get_num_threads())
+    (output_dir / "config.yaml").write_text(cfg.dump(), encoding="utf-8")
+    logger.info("merged config written to %s", output_dir / "config.yaml")
+    seed_everything(cfg.MODE.SEED, cfg.MODE.DETERMINISTIC)
+    return device
+
+
+def write_json(path: Path, data: dict) -> None:
+    """Write ``data`` as indented JSON atomically (temporary file, then rename)."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def launch(main: Callable[[CfgNode, argparse.Namespace], None], description: str,
+           stage: Optional[str] = None, argv: Optional[Sequence[str]] = None) -> int:
+    """Parse the command line, load the config and run ``main(cfg, args)``.
+
+    Bad input (:class:`InputError`) is reported in one line with exit status 2 and no traceback;
+    a stopped run (:class:`TrainingStopped`) exits with 1. Set ``RVSL_DEBUG=1`` for tracebacks.
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = default_argument_parser(description).parse_args(argv)
+    try:
+        cfg = load_config(args.config_file or None, args.opts, stage=stage)
+        main(cfg, args)
+    except (InputError, TrainingStopped) as exc:
+        if os.environ.get("RVSL_DEBUG"):
+            raise
+        log = logger if logger.handlers else None
+        message = f"error: {exc}"
+        if log:
+            log.error("%s", message)
+        else:
+            print(message, file=sys.stderr)
+        return 2 if isinstance(exc, InputError) else 1
+    return 0

@@ -1,0 +1,40 @@
+"""Evaluation of a checkpoint on one test set: metrics table, ``metrics.json`` and pictures."""
+
+import argparse
+import logging
+from pathlib import Path
+from typing import Dict
+
+from ..config import CfgNode, config_from_dict
+from ..data.build import build_test_loader
+from ..evaluation import inference_on_dataset
+from ..modeling import build_model
+from .checkpoint import load_checkpoint
+from .defaults import default_setup, write_json
+from .trainer import amp_dtype, format_metrics
+
+logger = logging.getLogger(__name__)
+
+
+def run_inference(cfg: CfgNode, args: argparse.Namespace) -> Dict:
+    """Evaluate ``TEST.WEIGHT`` on ``TEST.DATA``; the model is built from the checkpoint's own config."""
+    device = default_setup(cfg)
+    payload = load_checkpoint(cfg.TEST.WEIGHT, "TEST.WEIGHT")
+    model_cfg = config_from_dict(payload["config"])
+    model = build_model(model_cfg, payload["num_classes"])
+    model.load_state_dict(payload["model"])
+    model.to(device)
+    logger.info("loaded %s: %s %s, epoch %d", cfg.TEST.WEIGHT, payload["stage"], model_cfg.MODEL.NAME, payload["epoch"])
+
+    loader, num_query = build_test_loader(cfg, cfg.TEST.DATA)
+    test = cfg.TEST
+    vis_dir = Path(cfg.OUTPUT_DIR) / "vis" if test.VIS else None
+    metrics = inference_on_dataset(model, loader, num_query, device, amp_dtype(cfg, device), test.DISTANCE,
+                                   test.RERANK, (test.RERANK_K1, test.RERANK_K2, test.RERANK_LAMBDA),
+                                   vis_dir=vis_dir, vis_num=test.VIS_NUM)
+    logger.info("%s on %s:\n%s", cfg.TEST.WEIGHT, cfg.TEST.DATA, format_metrics(metrics))
+    result = {"test_set": cfg.TEST.DATA, "weight": cfg.TEST.WEIGHT, "stage": payload["stage"],
+              "epoch": payload["epoch"], "distance": test.DISTANCE, "rerank": test.RERANK, **metrics}
+    write_json(Path(cfg.OUTPUT_DIR) / "metrics.json", result)
+    logger.info("metrics written to %s", Path(cfg.OUTPUT_DIR) / "metrics.json")
+    return result

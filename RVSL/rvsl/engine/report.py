@@ -1,0 +1,27 @@
+"""Print one table of several ``metrics.json`` files: ``python -m rvsl.engine.report FILE...``."""
+
+import json
+import sys
+from typing import List, Sequence
+
+COLUMNS = ("mAP", "rank1", "rank5", "rank10", "mINP")
+
+
+def metrics_table(paths: Sequence[str]) -> str:
+    """One row per test set and feature path, values in percent."""
+    rows: List[str] = [f"{'test set':<11} {'path':<7} " + " ".join(f"{c:>7}" for c in COLUMNS)]
+    for path in paths:
+        with open(path, encoding="utf-8") as handle:
+            result = json.load(handle)
+        for feature_path in ("clear", "hazy", "fusion"):
+            values = result[feature_path]
+            rows.append(f"{result['test_set']:<11} {feature_path:<7} " +
+                        " ".join(f"{100 * values[c]:7.2f}" for c in COLUMNS))
+        if "quality" in result:
+            rows.append(f"{result['test_set']:<11} quality " +
+                        "  ".join(f"{k} {v:.4f}" for k, v in sorted(result["quality"].items())))
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":
+    print(metrics_table(sys.argv[1:]))

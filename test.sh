@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Evaluate one checkpoint on the three FVRID test sets and print one combined table.
+# usage: bash test.sh WEIGHT [OUTPUT_ROOT] [KEY VALUE ...]
+set -euo pipefail
+
+WEIGHT=${1:?usage: bash test.sh WEIGHT [OUTPUT_ROOT] [KEY VALUE ...]}
+OUTPUT_ROOT=${2:-output/test}
+shift $(( $# < 2 ? $# : 2 ))
+CONFIG=${CONFIG:-configs/FVRID.yml}
+DATA_PATH=${DATA_PATH:-Datasets}
+PYTHON=${PYTHON:-python}
+
+for data in SYN REAL_CLEAR REAL_FOGGY; do
+    "$PYTHON" RVSL/inference.py -t -c "$CONFIG" DATASETS.DATA_PATH "$DATA_PATH" TEST.DATA $data \
+        TEST.WEIGHT "$WEIGHT" OUTPUT_DIR "$OUTPUT_ROOT/$data" "$@"
+done
+"$PYTHON" -m rvsl.engine.report "$OUTPUT_ROOT"/{SYN,REAL_CLEAR,REAL_FOGGY}/metrics.json

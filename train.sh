@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Train the three RVSL stages in a row, each starting from the previous stage's best checkpoint.
+# A stage that already has OUTPUT_ROOT/stageN/checkpoint/last.pth is resumed (a finished one
+# returns at once), so rerunning this script after an interruption continues where it stopped.
+# Extra arguments are config overrides for every stage, e.g.  bash train.sh SOLVER.MAX_EPOCHS 50
+set -euo pipefail
+
+CONFIG=${CONFIG:-configs/FVRID.yml}
+DATA_PATH=${DATA_PATH:-Datasets}           # folder holding FVRID_syn, FVRID_clear, FVRID_real
+OUTPUT_ROOT=${OUTPUT_ROOT:-output/FVRID}   # stage1/, stage2/, stage3/ go here
+IMAGENET=${IMAGENET:-}                     # optional local ImageNet weights for stage 1
+PYTHON=${PYTHON:-python}
+
+previous=$IMAGENET
+for n in 1 2 3; do
+    out=$OUTPUT_ROOT/stage$n
+    resume=()
+    [ -f "$out/checkpoint/last.pth" ] && resume=(--resume)
+    "$PYTHON" RVSL/stage${n}_trainer.py -c "$CONFIG" "${resume[@]}" MODE.STAGE STAGE$n \
+        DATASETS.DATA_PATH "$DATA_PATH" MODEL.PRETRAIN_PATH "$previous" OUTPUT_DIR "$out" "$@"
+    previous=$out/checkpoint/best.pth
+done
