@@ -1,0 +1,60 @@
+"""Shared test helpers: tiny FVRID trees written image by image, and running the real command line."""
+
+import os
+import zlib
+import subprocess
+import sys
+from pathlib import Path
+from typing import Dict, Iterable, List, Sequence, Tuple
+
+import cv2
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+
+SYN_FOLDERS = ["train_clear", "train_foggy", "query_clear", "query_foggy", "gallery_clear", "gallery_foggy"]
+LAYOUT = {
+    "FVRID_syn": SYN_FOLDERS,
+    "FVRID_clear": ["train_clear", "query_clear", "gallery_clear"],
+    "FVRID_real": ["train_foggy", "query_foggy", "gallery_foggy"],
+}
+
+
+def write_image(path: Path, seed: int, size: int = 32) -> None:
+    """A small random-colour JPEG; the seed picks the colours."""
+    rng = np.random.default_rng(seed)
+    image = (rng.random((size, size, 3)) * 255).astype(np.uint8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(path), image)
+
+
+def names(pids: Iterable[int], cams: Sequence[int], per_cam: int = 1) -> List[str]:
+    """VeRi-Wild style names for every identity, camera and instance."""
+    return [f"{pid:05d}_c{cam:03d}_{pid * 100 + cam * 10 + k:06d}_{k}.jpg"
+            for pid in pids for cam in cams for k in range(per_cam)]
+
+
+def make_tiny_fvrid(root: Path, size: int = 32) -> Dict[str, List[str]]:
+    """Write a minimal but valid FVRID tree (all twelve folders); returns file names per folder."""
+    plan: Dict[Tuple[str, str], List[str]] = {}
+    train, test = range(1, 7), range(100, 104)
+    for split in ("train", "query", "gallery"):
+        pids = train if split == "train" else test
+        cams = [1, 2] if split != "query" else [3]
+        file_names = names(pids, cams, per_cam=2 if split == "train" else 1)
+        plan[("FVRID_syn", f"{split}_clear")] = file_names
+        plan[("FVRID_syn", f"{split}_foggy")] = file_names
+        plan[("FVRID_clear", f"{split}_clear")] = names([p + 1000 for p in pids], cams, 2 if split == "train" else 1)
+        plan[("FVRID_real", f"{split}_foggy")] = names([p + 2000 for p in pids], cams, 2 if split == "train" else 1)
+    for (top, sub), file_names in plan.items():
+        for i, name in enumerate(file_names):
+            write_image(root / top / sub / name, seed=zlib.crc32(f'{top}/{sub}/{i}'.encode()), size=size)
+    return {f"{top}/{sub}": file_names for (top, sub), file_names in plan.items()}
+
+
+def run_cli(args: Sequence[str], timeout: int = 600, **kwargs) -> subprocess.CompletedProcess:
+    """Run ``python ARGS`` from the repository root with the test's interpreter; capture the output."""
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    env.pop("RVSL_DEBUG", None)
+    return subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=timeout, **kwargs)

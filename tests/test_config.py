@@ -1,0 +1,88 @@
+"""Config loading: every shipped YAML, merge order, and the messages for bad keys and values."""
+
+from pathlib import Path
+
+import pytest
+
+from helpers import ROOT, run_cli
+from rvsl.config import config_from_dict, config_to_dict, get_cfg_defaults, load_config
+from rvsl.utils.errors import InputError
+
+YAMLS = sorted((ROOT / "configs").glob("*.yml"))
+
+
+def test_configs_exist():
+    assert {p.name for p in YAMLS} >= {"FVRID.yml", "demo.yml"}
+
+
+@pytest.mark.parametrize("path", YAMLS, ids=lambda p: p.name)
+def test_every_yaml_loads(path: Path):
+    cfg = load_config(str(path))
+    assert cfg.is_frozen()
+    assert cfg.MODE.STAGE == "STAGE1"
+
+
+def test_published_settings():
+    cfg = load_config(str(ROOT / "configs" / "FVRID.yml"))
+    assert cfg.MODEL.NAME == "resnet50_ibn_a"
+    assert list(cfg.INPUT.SIZE_TRAIN) == [384, 384]
+    assert (cfg.DATALOADER.NUM_IDENTITIES, cfg.DATALOADER.NUM_INSTANCES) == (6, 6)
+    assert (cfg.SOLVER.BASE_LR, cfg.SOLVER.WEIGHT_DECAY, cfg.SOLVER.MAX_EPOCHS) == (1e-4, 5e-4, 200)
+    assert (cfg.LOSS.AUX_REID, cfg.LOSS.AUX_TRANSLATION, cfg.LOSS.REAL_CYCLE, cfg.LOSS.REAL_PRIOR) == (10, 100, 100, 0.01)
+
+
+def test_merge_order_file_then_opts():
+    cfg = load_config(str(ROOT / "configs" / "demo.yml"), ["SOLVER.MAX_EPOCHS", "7", "MODEL.NAME", "resnet34"])
+    assert cfg.SOLVER.MAX_EPOCHS == 7 and cfg.MODEL.NAME == "resnet34"
+    assert cfg.INPUT.SIZE_TRAIN == [64, 64]  # from the file
+    assert cfg.SOLVER.BASE_LR == 3e-4  # file overrides default
+
+
+def test_stage_is_fixed_by_script():
+    assert load_config(None, [], stage="STAGE2").MODE.STAGE == "STAGE2"
+    assert load_config(None, ["MODE.STAGE", "STAGE3"], stage="STAGE3").MODE.STAGE == "STAGE3"
+    with pytest.raises(InputError, match="MODE.STAGE is STAGE1 but this script trains STAGE2"):
+        load_config(None, ["MODE.STAGE", "STAGE1"], stage="STAGE2")
+
+
+@pytest.mark.parametrize("opts, message", [
+    (["SOLVER.MAX_EPOCH", "3"], "unknown config key 'MAX_EPOCH'"),
+    (["SOLVER.MAX_EPOCHS", "many"], "SOLVER.MAX_EPOCHS"),
+    (["MODEL.NAME", "resnet9"], "MODEL.NAME is 'resnet9'"),
+    (["SOLVER.AMP", "yes"], "SOLVER.AMP"),
+    (["SOLVER.MAX_EPOCHS"], "has no value"),
+    (["INPUT.SIZE_TRAIN", "[30, 64]"], "INPUT.SIZE_TRAIN"),
+    (["SOLVER.BEST_METRIC", "fusion/top1"], "SOLVER.BEST_METRIC"),
+])
+def test_bad_options_name_the_key(opts, message):
+    with pytest.raises(InputError, match=message.replace("[", r"\[")):
+        load_config(None, opts)
+
+
+def test_unknown_key_in_yaml_names_file_and_key(tmp_path):
+    bad = tmp_path / "bad.yml"
+    bad.write_text("SOLVER:\n  MAX_EPOCH: 3\n")
+    with pytest.raises(InputError, match=r"bad.yml: unknown config key 'MAX_EPOCH'"):
+        load_config(str(bad))
+
+
+def test_checkpoint_config_round_trip():
+    cfg = load_config(None, ["MODEL.NAME", "resnet18", "INPUT.SIZE_TEST", "[64, 32]"])
+    plain = config_to_dict(cfg)
+    assert isinstance(plain["INPUT"]["SIZE_TEST"], list)
+    again = config_from_dict(plain)
+    assert again == cfg
+
+
+def test_defaults_hold_every_dataset_folder_key():
+    keys = [k for k in get_cfg_defaults().DATASETS if k.endswith("_PATH") and k != "DATA_PATH"]
+    assert len(keys) == 12
+
+
+def test_mistyped_key_on_the_command_line_exits_2(tmp_path):
+    out = tmp_path / "out"
+    result = run_cli(["RVSL/stage1_trainer.py", "-c", "configs/demo.yml", "SOLVER.MAX_EPOCH", "3", "OUTPUT_DIR", str(out)])
+    assert result.returncode == 2
+    assert "MAX_EPOCH" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not out.exists()  # nothing written before the config is valid
