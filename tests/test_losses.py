@@ -72,7 +72,7 @@ def np_midc(clear: np.ndarray, hazy: np.ndarray) -> float:
 def np_airlight(hazy: np.ndarray) -> np.ndarray:
     b, _, h, w = hazy.shape
     eroded = np_dark_channel(hazy, 3)
-    k = max(1, int(0.001 * h * w))
+    k = max(1, (h * w) // 1000)
     out = np.empty((b, 3))
     for n in range(b):
         threshold = sorted(eroded[n].ravel(), reverse=True)[k - 1]

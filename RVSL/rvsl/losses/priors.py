@@ -12,7 +12,6 @@ import torch.nn.functional as F
 from ..utils.errors import InputError
 
 EPS = 1e-6
-AIRLIGHT_FRACTION = 0.001
 
 
 def _check_images(name: str, img: torch.Tensor) -> None:
@@ -82,13 +81,13 @@ def midc_loss(clear: torch.Tensor, hazy: torch.Tensor) -> torch.Tensor:
 def estimate_airlight(hazy: torch.Tensor) -> torch.Tensor:
     """Airlight A (B x 3): mean colour of each hazy image at the top 0.1% (at least 1) of its 3x3-eroded dark channel.
 
-    k = max(1, floor(0.001 H W)); every pixel whose eroded dark channel reaches the k-th largest value is
+    k = max(1, H W // 1000); every pixel whose eroded dark channel reaches the k-th largest value is
     used (ties at that threshold included), so the result does not depend on the order of equal values.
     """
     _check_images("hazy", hazy)
     batch, _, height, width = hazy.shape
     eroded = _dark_channel(hazy, 3).flatten(1)
-    k = max(1, int(AIRLIGHT_FRACTION * height * width))
+    k = max(1, height * width // 1000)
     threshold = torch.topk(eroded, k, dim=1).values[:, -1:]
     mask = (eroded >= threshold).to(hazy.dtype)
     colours = hazy.flatten(2)

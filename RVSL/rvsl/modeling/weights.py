@@ -13,6 +13,7 @@ logger = logging.getLogger(__name__)
 
 _ENCODER_PARTS = ("conv1", "bn1", "layer1")
 _REID_PARTS = ("layer2", "layer3", "layer4")
+_SHOWN = 5  # skipped keys named in the log; the caller gets all of them
 
 
 def load_matching_state(module: nn.Module, state: Mapping[str, torch.Tensor]) -> Tuple[List[str], List[str]]:
@@ -30,10 +31,11 @@ def load_matching_state(module: nn.Module, state: Mapping[str, torch.Tensor]) ->
         else:
             matched[key] = value
     module.load_state_dict(matched, strict=False)
-    missing = len(own) - len(matched)
-    logger.info("loaded %d tensors, skipped %d, %d model tensors keep their values", len(matched), len(skipped), missing)
-    for reason in skipped:
-        logger.info("skipped %s", reason)
+    kept = len(own) - len(matched)
+    logger.info("loaded %d tensors, skipped %d, %d model tensors keep their values", len(matched), len(skipped), kept)
+    if skipped:
+        more = f" and {len(skipped) - _SHOWN} more" if len(skipped) > _SHOWN else ""
+        logger.info("skipped: %s%s", "; ".join(skipped[:_SHOWN]), more)
     return list(matched), skipped
 
 
