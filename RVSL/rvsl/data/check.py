@@ -61,6 +61,8 @@ PROBLEM_KINDS: Dict[str, str] = {
 # Kinds that need every image read (skipped by ``fast=True``).
 FULL_ONLY = ("undecodable", "twin_size_mismatch", "duplicate")
 DOMAINS = ("syn", "clear", "real")
+# Domains whose folders each training stage reads (train, and query/gallery for validation).
+STAGE_DOMAINS = {"STAGE1": ("syn",), "STAGE2": ("syn", "clear"), "STAGE3": ("syn", "real")}
 
 
 @dataclass(frozen=True)
@@ -368,3 +370,18 @@ def log_report(report: Report, log: Optional[logging.Logger] = None, max_listed:
         log.info("dataset check%s: no problem in %d folder(s) under %s",
                  " (fast)" if report.fast else "", len(report.folders), report.root)
     return report.ok
+
+
+def startup_check(cfg, log: Optional[logging.Logger] = None) -> Report:
+    """The trainers' start-up check: fast checks of the folders ``cfg.MODE.STAGE`` reads, problems logged.
+
+    Problems are warnings, not errors (the loader skips bad files); a missing ``DATA_PATH`` raises
+    :class:`InputError`. Returns the report (``report.ok``).
+    """
+    root, layout = layout_from_config(cfg)
+    domains = STAGE_DOMAINS.get(str(cfg.MODE.STAGE), DOMAINS)
+    report = check_dataset(root, select_layout(domains, layout), fast=True)
+    log_report(report, log)
+    if not report.ok:
+        (log or logger).warning("run 'python Datasets/check_fvrid.py %s' for the full check", root)
+    return report
