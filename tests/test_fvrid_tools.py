@@ -499,3 +499,22 @@ def test_startup_check_from_config(dataset, tmp_path):
     cfg.DATASETS.DATA_PATH = str(tmp_path / "nowhere")
     with pytest.raises(InputError, match="nowhere"):
         startup_check(cfg)
+
+
+def test_exif_rotated_source_keeps_twins_aligned(tmp_path):
+    from PIL import Image
+
+    source = tmp_path / "vw" / "a.jpg"
+    source.parent.mkdir()
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees on display; the loaders (cv2) apply it
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (20, 30, 3), dtype=np.uint8)).save(source, exif=exif)
+    index = tmp_path / "index.csv"
+    index.write_text("IMG,SOURCE,SAVE,ORI_NAME\n00001_c001_000001_0.jpg,VeRi-Wild,FVRID_syn/train_clear,a.jpg\n")
+    out = tmp_path / "out"
+    build_fvrid(index, {VERIWILD: str(source.parent)}, out, progress=False)
+    clear = cv2.imread(str(out / "FVRID_syn/train_clear/00001_c001_000001_0.jpg"))
+    hazy = cv2.imread(str(out / "FVRID_syn/train_foggy/00001_c001_000001_0.jpg"))
+    assert clear.shape == hazy.shape == (30, 20, 3)
+    report = check_dataset(out, select_layout(["syn"]))
+    assert not report.problems["twin_size_mismatch"], format_report(report)

@@ -61,6 +61,7 @@ PROBLEM_KINDS: Dict[str, str] = {
 # Kinds that need every image read (skipped by ``fast=True``).
 FULL_ONLY = ("undecodable", "twin_size_mismatch", "duplicate")
 DOMAINS = ("syn", "clear", "real")
+_EXIF_ORIENTATION = 0x0112
 # Domains whose folders each training stage reads (train, and query/gallery for validation).
 STAGE_DOMAINS = {"STAGE1": ("syn",), "STAGE2": ("syn", "clear"), "STAGE3": ("syn", "real")}
 
@@ -175,7 +176,10 @@ def _inspect(path: str) -> Tuple[bool, Optional[Tuple[int, int]], str]:
     try:
         with Image.open(io.BytesIO(data)) as img:
             img.load()
-            return True, img.size, digest
+            width, height = img.size
+            if img.getexif().get(_EXIF_ORIENTATION) in (5, 6, 7, 8):
+                width, height = height, width  # the loaders (cv2) apply the rotation
+            return True, (width, height), digest
     except Exception:  # PIL raises many types for corrupt files
         return False, None, digest
 

@@ -333,7 +333,7 @@ def _render_hazy(settings: Settings, task: Task, clear_path: Path) -> bytes:
     from ..haze import synthesize
     from ..haze.depth import fit_depth, ground_plane_depth, read_depth_file
 
-    bgr = cv2.imread(str(clear_path), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
+    bgr = cv2.imread(str(clear_path), cv2.IMREAD_COLOR)  # as the loaders read it (EXIF orientation applied)
     if bgr is None:
         raise InputError(f"{settings.index} line {task.line} (IMG {task.img}): source image does not decode: "
                          f"{task.source_path}")
