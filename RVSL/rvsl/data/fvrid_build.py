@@ -9,9 +9,9 @@ The index (one row per output image; the original was never published) has the c
 - ``ORI_NAME``: original file name in the source dataset, relative to its image folder.
 
 The source image is ``SOURCE_DIR/ORI_NAME`` if that exists, else ``SOURCE_DIR/NAME``. Header names
-are matched case-insensitively with the aliases of :data:`COLUMN_ALIASES`; a leading pandas index
-column is ignored; a file without a header is read in the order above (as the reference repo's
-``Split.py`` did). Rows saved to a synthetic clear folder (``FVRID_syn/*_clear``) also get a hazy
+are matched case-insensitively with the aliases of :data:`COLUMN_ALIASES`; other columns (such as
+a pandas index column) are ignored; a file without a header (its first field an FVRID name) is read
+in the order above, as the reference repo's ``Split.py`` did. Rows saved to a synthetic clear folder (``FVRID_syn/*_clear``) also get a hazy
 twin of the same name in ``FVRID_syn/*_foggy``, rendered with :func:`rvsl.haze.synthesize` and
 per-image ``A ~ U[0.4, 1.0]``, ``beta ~ U[1.0, 5.0]`` from a generator seeded by ``(seed, IMG)``
 alone, so an image's haze does not depend on order or worker count.
@@ -55,8 +55,6 @@ COLUMN_ALIASES: Dict[str, Tuple[str, ...]] = {
     "SAVE": ("save", "save_dir", "save_path", "save_folder", "folder"),
     "ORI_NAME": ("ori_name", "orig_name", "original_name", "ori_path"),
 }
-# Header of a pandas index column written by ``DataFrame.to_csv`` (ignored).
-_INDEX_HEADERS = ("", "unnamed:_0", "index")
 VERIWILD, VEHICLE1M = "VeRi-Wild", "Vehicle-1M"
 _SOURCE_KEYS = {"veriwild": VERIWILD, "vehicle1m": VEHICLE1M}
 # Depth files looked up per image, in this order of stems and extensions (see :func:`find_depth_file`).
@@ -151,20 +149,17 @@ def read_index(path: Union[str, Path]) -> List[IndexRow]:
     if not path.is_file():
         raise InputError(f"index file not found: {path}")
     with open(path, newline="", encoding="utf-8-sig") as handle:
-        sample = handle.read(8192)
+        first_line = handle.readline()
         handle.seek(0)
-        try:
-            dialect = csv.Sniffer().sniff(sample, delimiters=",;\t")
-        except csv.Error:
-            dialect = csv.excel
-        reader = csv.reader(handle, dialect)
+        delimiter = max(",;\t", key=first_line.count)  # the separator the first line uses most
+        reader = csv.reader(handle, delimiter=delimiter)
         header = next(reader, None)
         if header is None:
             raise InputError(f"index file is empty: {path}")
         columns = _column_map(header, str(path))
         data: List[Tuple[int, List[str]]] = []
         if columns is None:
-            if len(header) != len(INDEX_COLUMNS):
+            if len(header) != len(INDEX_COLUMNS) or parse_name(header[0].strip()) is None:
                 raise InputError(f"{path}: no header with the columns {', '.join(INDEX_COLUMNS)} "
                                  f"(first line: {', '.join(header)})")
             logger.info("%s has no header: reading its columns as %s", path, ", ".join(INDEX_COLUMNS))
@@ -268,6 +263,9 @@ def plan_build(rows: Sequence[IndexRow], sources: Mapping[str, Optional[str]], i
             problems.append(f"{where}: needs the {dataset} images ({flag} DIR)")
             continue
         names = [n.replace("\\", "/").lstrip("/") for n in dict.fromkeys((row.ori_name, row.name)) if n]
+        if any(".." in PurePosixPath(n).parts for n in names):
+            problems.append(f"{where}: source path leaves the {dataset} folder ('..' in ORI_NAME/NAME)")
+            continue
         found = next((n for n in names if (Path(root) / n).is_file()), None)
         if found is None:
             tried = ", ".join(str(Path(root) / n) for n in names) or "ORI_NAME and NAME are empty"
@@ -288,6 +286,10 @@ def plan_build(rows: Sequence[IndexRow], sources: Mapping[str, Optional[str]], i
                 task = replace(task, hazy_save=hazy_save, depth=depth_label)
         tasks.append(task)
     _raise_rows(index, problems)
+    reused = len(tasks) - len({t.source_path for t in tasks})
+    if reused:
+        logger.warning("%d index rows reuse a source image that another row already uses: "
+                       "check_fvrid.py will report the copies as duplicates", reused)
     return tasks
 
 
