@@ -17,7 +17,7 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 venv: $(VENV)/.installed
 
 demo-data: venv
-	$(PY) Datasets/make_demo.py --out $(DEMO_DATA) --seed 0
+	$(PY) Datasets/make_demo.py --out $(DEMO_DATA) --seed 0 --force
 
 # Generate the demo data, train the three stages, evaluate on the three test sets.
 demo: demo-data

@@ -14,6 +14,7 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from ..config import CfgNode, config_from_dict, config_to_dict
+from ..data.check import startup_check
 from ..data.build import STAGE_TEST_SET, build_test_loader, build_train_loaders
 from ..evaluation import inference_on_dataset
 from ..modeling import ImagePool, build_discriminator, build_model, load_backbone_weights, load_matching_state
@@ -67,7 +68,9 @@ class Trainer:
         self.test_loader, self.num_query = build_test_loader(cfg, STAGE_TEST_SET[cfg.MODE.STAGE])
 
         self.model = build_model(cfg, self.loaders.num_classes).to(device)
-        self.discriminators = nn.ModuleDict({d: build_discriminator(cfg) for d in DOMAINS}).to(device)
+        # D_clear judges clear images, D_hazy hazy ones ("clear" itself is a ModuleDict method name).
+        self.discriminators = nn.ModuleDict({f"D_{d}": build_discriminator(cfg) for d in DOMAINS}).to(device)
+        self.disc_by_domain = {d: self.discriminators[f"D_{d}"] for d in DOMAINS}
         self.pools = {d: ImagePool(cfg.MODEL.POOL_SIZE) for d in DOMAINS}
         self.optimizer = torch.optim.Adam([p for p in self.model.parameters() if p.requires_grad],
                                           lr=cfg.SOLVER.BASE_LR, weight_decay=cfg.SOLVER.WEIGHT_DECAY)
@@ -79,7 +82,7 @@ class Trainer:
         self.amp_dtype = amp_dtype(cfg, device)
         use_scaler = self.amp_dtype == torch.float16
         self.scalers = {name: torch.amp.GradScaler(device.type, enabled=use_scaler) for name in ("model", "disc")}
-        self.step = build_step(cfg, self.model, self.discriminators)
+        self.step = build_step(cfg, self.model, self.disc_by_domain)
 
         self.start_epoch = 0
         self.best_score = -math.inf
@@ -229,7 +232,7 @@ class Trainer:
         self.discriminators.requires_grad_(True)
         with autocast:
             for domain, real, generated in self.step.adversarial_pairs:
-                losses[f"disc_{domain}"] = discriminator_loss(self.discriminators[domain], real,
+                losses[f"disc_{domain}"] = discriminator_loss(self.disc_by_domain[domain], real,
                                                               self.pools[domain].query(generated))
         disc_total = sum(v for k, v in losses.items() if k.startswith("disc_"))
         if self._check_finite(losses, disc_total, epoch, iteration):
@@ -295,6 +298,7 @@ def train_stage(cfg: CfgNode, args: argparse.Namespace) -> None:
     last = Path(cfg.OUTPUT_DIR) / "checkpoint" / "last.pth"
     if last.exists() and not args.resume:
         raise InputError(f"{last} exists: pass --resume to continue that run, or choose another OUTPUT_DIR")
+    startup_check(cfg)
     trainer = Trainer(cfg, device)
     if args.resume:
         trainer.resume()

@@ -1,0 +1,193 @@
+"""The engine: one step of each stage, the reference-defect fixes, checkpoints, the non-finite guard."""
+
+import logging
+import os
+import pickle
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from rvsl.config import load_config
+from rvsl.engine.checkpoint import load_checkpoint, safe_load, save_checkpoint
+from rvsl.engine.defaults import TrainingStopped
+from rvsl.engine.stages import SupervisedStep, UnsupervisedStep
+from rvsl.engine.trainer import Trainer
+from rvsl.losses import dcp_loss
+from rvsl.utils.errors import InputError
+
+
+def make_cfg(root: Path, out: Path, stage: str = "STAGE1", *opts):
+    return load_config(None, [
+        "DATASETS.DATA_PATH", str(root), "OUTPUT_DIR", str(out), "MODEL.NAME", "resnet18", "MODEL.DEVICE", "cpu",
+        "INPUT.SIZE_TRAIN", "[32, 32]", "INPUT.SIZE_TEST", "[32, 32]", "INPUT.PADDING", "2",
+        "DATALOADER.NUM_WORKERS", "0", "DATALOADER.NUM_IDENTITIES", "3", "DATALOADER.NUM_INSTANCES", "2",
+        "DATALOADER.REAL_BATCH_SIZE", "4", "SOLVER.MAX_EPOCHS", "1", "SOLVER.WARMUP_ITERS", "1",
+        "SOLVER.AMP", "off", *opts], stage=stage)
+
+
+def params(module: torch.nn.Module):
+    return {name: p.detach().clone() for name, p in module.named_parameters()}
+
+
+@pytest.mark.parametrize("stage", ["STAGE1", "STAGE2", "STAGE3"])
+def test_one_iteration_of_each_stage_changes_the_weights(tiny_fvrid, tmp_path, stage):
+    torch.manual_seed(0)
+    trainer = Trainer(make_cfg(tiny_fvrid, tmp_path, stage), torch.device("cpu"))
+    before, disc_before = params(trainer.model), params(trainer.discriminators)
+    batch = next(trainer._batches(0))
+    values = trainer.train_iteration(batch, epoch=0, iteration=0)
+    expected = {"STAGE1": {"reid_clear", "reid_hazy", "trans_clear", "trans_hazy", "ec", "adv_clear", "adv_hazy",
+                           "disc_clear", "disc_hazy"},
+                "STAGE2": {"aux_reid_clear", "aux_reid_hazy", "aux_trans_clear", "aux_trans_hazy", "aux_ec",
+                           "real_ec", "real_prior", "real_cycle", "real_adv_hazy", "disc_hazy"},
+                "STAGE3": {"aux_reid_clear", "aux_reid_hazy", "aux_trans_clear", "aux_trans_hazy", "aux_ec",
+                           "real_ec", "real_prior", "real_cycle", "real_adv_clear", "disc_clear"}}[stage]
+    assert set(values) == expected
+    assert all(torch.isfinite(torch.tensor(v)) for v in values.values())
+    after = params(trainer.model)
+    for prefix in ("enc_clear", "enc_hazy", "reid.layer4", "gen_clear", "gen_hazy"):
+        assert any(not torch.equal(before[k], after[k]) for k in before if k.startswith(prefix)), prefix
+    assert any(not torch.equal(disc_before[k], v) for k, v in params(trainer.discriminators).items())
+
+
+def test_real_batch_carries_no_identity(tiny_fvrid, tmp_path):
+    """Defect 1: stage 2/3 real batches hold images only, and the step needs nothing else."""
+    trainer = Trainer(make_cfg(tiny_fvrid, tmp_path, "STAGE3"), torch.device("cpu"))
+    batch = next(trainer._batches(0))
+    assert set(batch["real"]) == {"img"}
+    assert isinstance(trainer.step, UnsupervisedStep)
+    trainer.step(batch)  # would raise KeyError if it looked for labels
+
+
+@pytest.mark.parametrize("stage, domain, real_domain", [("STAGE2", "hazy", "clear"), ("STAGE3", "clear", "hazy")])
+def test_adversarial_term_judges_what_the_discriminator_learns(tiny_fvrid, tmp_path, stage, domain, real_domain):
+    """Defect 3: the generator fools the discriminator on exactly the image kind that it trains on."""
+    trainer = Trainer(make_cfg(tiny_fvrid, tmp_path, stage), torch.device("cpu"))
+    trainer.model.eval()  # deterministic BN so the image can be recomputed
+    batch = next(trainer._batches(0))
+    trainer.step(batch)
+    [(judged_domain, real, generated)] = trainer.step.adversarial_pairs
+    assert judged_domain == domain
+    with torch.no_grad():
+        f1, r1 = trainer.model.encode(batch["real"]["img"], real_domain)
+        translated = trainer.step.render(f1, r1, domain)
+    assert torch.allclose(generated, translated)
+    assert torch.equal(real, batch["syn"][domain])
+
+
+def test_stage1_judges_both_rendered_kinds(tiny_fvrid, tmp_path):
+    trainer = Trainer(make_cfg(tiny_fvrid, tmp_path, "STAGE1"), torch.device("cpu"))
+    batch = next(trainer._batches(0))
+    assert isinstance(trainer.step, SupervisedStep)
+    trainer.step(batch)
+    assert [(d, torch.equal(real, batch[d])) for d, real, _ in trainer.step.adversarial_pairs] == \
+        [("clear", True), ("hazy", True)]
+
+
+def test_stage3_prior_lowers_the_dark_channel_of_the_dehazed_image(tiny_fvrid, tmp_path):
+    """Defect 2: descending the stage-3 prior makes the dehazed image's dark channel smaller."""
+    trainer = Trainer(make_cfg(tiny_fvrid, tmp_path, "STAGE3"), torch.device("cpu"))
+    hazy = torch.rand(2, 3, 32, 32) * 0.5 + 0.5
+    dehazed = (torch.rand(2, 3, 32, 32) * 0.5 + 0.4).requires_grad_(True)
+    trainer.step.prior(dehazed, hazy).backward()
+    stepped = (dehazed - 0.5 * dehazed.grad / dehazed.grad.abs().max()).detach()
+    assert dcp_loss(stepped, 35) < dcp_loss(dehazed.detach(), 35)
+
+
+def test_nonfinite_losses_are_skipped_then_stop_the_run(tiny_fvrid, tmp_path, caplog):
+    trainer = Trainer(make_cfg(tiny_fvrid, tmp_path, "STAGE1", "SOLVER.MAX_NONFINITE", "2"), torch.device("cpu"))
+    batch = next(trainer._batches(0))
+    batch["clear"][:] = float("nan")
+    before = params(trainer.model)
+    with caplog.at_level(logging.WARNING):
+        assert trainer.train_iteration(batch, 0, 0) == {}
+    assert "non-finite loss" in caplog.text and "reid_clear" in caplog.text
+    assert all(torch.equal(before[k], v) for k, v in params(trainer.model).items())
+    with pytest.raises(TrainingStopped, match="2 consecutive non-finite losses"):
+        trainer.train_iteration(batch, 0, 1)
+    assert trainer.nonfinite_steps == 2
+
+
+def test_checkpoint_round_trip_with_weights_only(tiny_fvrid, tmp_path):
+    trainer = Trainer(make_cfg(tiny_fvrid, tmp_path, "STAGE1"), torch.device("cpu"))
+    trainer.train_iteration(next(trainer._batches(0)), 0, 0)
+    trainer.save(1, {"fusion": {"mAP": 0.5}})
+    payload = torch.load(tmp_path / "checkpoint" / "last.pth", map_location="cpu", weights_only=True)
+    for key in ("model", "optimizer", "scheduler", "epoch", "stage", "config", "metrics"):
+        assert key in payload
+    assert payload["epoch"] == 1 and payload["stage"] == "STAGE1"
+    assert payload["config"]["MODEL"]["NAME"] == "resnet18"
+    fresh = Trainer(make_cfg(tiny_fvrid, tmp_path, "STAGE1"), torch.device("cpu"))
+    fresh.resume()
+    for key, value in trainer.model.state_dict().items():
+        assert torch.equal(value, fresh.model.state_dict()[key]), key
+    assert fresh.start_epoch == 1
+    assert fresh.optimizer.state_dict()["state"].keys() == trainer.optimizer.state_dict()["state"].keys()
+
+
+def test_stage2_starts_from_stage1_checkpoint(tiny_fvrid, tmp_path, caplog):
+    stage1 = Trainer(make_cfg(tiny_fvrid, tmp_path / "s1", "STAGE1"), torch.device("cpu"))
+    stage1.save(1, {})
+    path = str(tmp_path / "s1" / "checkpoint" / "last.pth")
+    with caplog.at_level(logging.INFO):
+        stage2 = Trainer(make_cfg(tiny_fvrid, tmp_path / "s2", "STAGE2", "MODEL.PRETRAIN_PATH", path),
+                         torch.device("cpu"))
+    assert "a STAGE1 checkpoint" in caplog.text
+    for key, value in stage1.model.state_dict().items():
+        assert torch.equal(value, stage2.model.state_dict()[key]), key
+
+
+def test_pretrain_of_another_model_is_named(tiny_fvrid, tmp_path):
+    stage1 = Trainer(make_cfg(tiny_fvrid, tmp_path / "s1", "STAGE1"), torch.device("cpu"))
+    stage1.save(1, {})
+    path = str(tmp_path / "s1" / "checkpoint" / "last.pth")
+    with pytest.raises(InputError, match=r"last.pth holds a resnet18 model .* expected resnet34"):
+        Trainer(make_cfg(tiny_fvrid, tmp_path / "s2", "STAGE2", "MODEL.PRETRAIN_PATH", path, "MODEL.NAME", "resnet34"),
+                torch.device("cpu"))
+
+
+def test_interrupted_save_leaves_previous_checkpoint(tmp_path, monkeypatch):
+    path = tmp_path / "last.pth"
+    save_checkpoint({"model": {}, "stage": "STAGE1", "epoch": 1, "config": {}, "metrics": {}}, path)
+
+    def dying_save(obj, f, *args, **kwargs):
+        Path(f).write_bytes(b"half a checkpoint")
+        raise KeyboardInterrupt("killed during save")
+
+    monkeypatch.setattr(torch, "save", dying_save)
+    with pytest.raises(KeyboardInterrupt):
+        save_checkpoint({"model": {}, "stage": "STAGE1", "epoch": 2, "config": {}, "metrics": {}}, path)
+    monkeypatch.undo()
+    assert load_checkpoint(str(path), "test")["epoch"] == 1
+
+
+class _Exploit:
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_safe_load_never_runs_code(tmp_path):
+    """Defect 5: a checkpoint is loaded with weights_only=True, so a malicious pickle is refused."""
+    marker = tmp_path / "pwned"
+    bad = tmp_path / "evil.pth"
+    with open(bad, "wb") as handle:
+        pickle.dump({"model": _Exploit(marker)}, handle)
+    with pytest.raises(InputError, match="evil.pth is not a loadable checkpoint"):
+        safe_load(str(bad), "TEST.WEIGHT")
+    assert not marker.exists()
+
+
+def test_not_a_checkpoint_and_wrong_stage_are_named(tmp_path):
+    plain = tmp_path / "weights.pth"
+    torch.save({"conv1.weight": torch.zeros(1)}, plain)
+    with pytest.raises(InputError, match=r"TEST.WEIGHT: .*weights.pth is not an RVSL checkpoint \(missing model"):
+        load_checkpoint(str(plain), "TEST.WEIGHT")
+    good = tmp_path / "s2.pth"
+    save_checkpoint({"model": {}, "stage": "STAGE2", "epoch": 1, "config": {}, "metrics": {}}, good)
+    with pytest.raises(InputError, match="is a STAGE2 checkpoint; expected STAGE1"):
+        load_checkpoint(str(good), "--resume", stage="STAGE1")
