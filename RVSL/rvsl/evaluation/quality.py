@@ -1,0 +1,63 @@
+"""Per-image PSNR and SSIM for batches of RGB images in [0, 1] (B x 3 x H x W)."""
+
+import torch
+import torch.nn.functional as F
+
+# PSNR of identical images would be infinite; the MSE is floored so that it is capped at 100 dB instead,
+# which keeps batch means finite.
+PSNR_MAX_DB = 100.0
+_MSE_FLOOR = 10.0 ** (-PSNR_MAX_DB / 10.0)
+
+
+def _check_pair(pred: torch.Tensor, target: torch.Tensor) -> None:
+    """Both must be B x C x H x W with the same shape."""
+    if pred.dim() != 4 or pred.shape != target.shape:
+        raise ValueError(f"pred and target must be B x C x H x W of the same shape, "
+                         f"got {tuple(pred.shape)} and {tuple(target.shape)}")
+
+
+def psnr(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Per-image PSNR in dB for data range 1: 10 log10(1 / MSE), capped at ``PSNR_MAX_DB`` (identical images)."""
+    _check_pair(pred, target)
+    mse = (pred.float() - target.float()).pow(2).flatten(1).mean(1)
+    return 10.0 * torch.log10(1.0 / mse.clamp(min=_MSE_FLOOR))
+
+
+def _gaussian_window(size: int, sigma: float, channels: int, device: torch.device) -> torch.Tensor:
+    """A normalised size x size Gaussian kernel, one per channel (for a grouped convolution)."""
+    x = torch.arange(size, dtype=torch.float32, device=device) - (size - 1) / 2.0
+    g = torch.exp(-(x ** 2) / (2.0 * sigma ** 2))
+    g = g / g.sum()
+    return (g[:, None] * g[None, :]).expand(channels, 1, size, size).contiguous()
+
+
+def ssim(pred: torch.Tensor, target: torch.Tensor, window: int = 11, sigma: float = 1.5) -> torch.Tensor:
+    """Per-image SSIM (Wang et al., IEEE TIP 2004): Gaussian window 11 / sigma 1.5, C1 = 0.01^2, C2 = 0.03^2.
+
+    Local statistics use the valid part of the image only (no padding, as in the authors' MATLAB code);
+    the SSIM map is averaged over positions and then over channels. Images smaller than the window
+    raise ValueError.
+    """
+    _check_pair(pred, target)
+    if min(pred.shape[-2:]) < window:
+        raise ValueError(f"SSIM needs images of at least {window} x {window}, got {tuple(pred.shape[-2:])}")
+    c1, c2 = 0.01 ** 2, 0.03 ** 2
+    with torch.autocast(device_type=pred.device.type, enabled=False):
+        x, y = pred.float(), target.float()
+        channels = x.shape[1]
+        kernel = _gaussian_window(window, sigma, channels, x.device)
+
+        def blur(t: torch.Tensor) -> torch.Tensor:
+            return F.conv2d(t, kernel, groups=channels)
+
+        # (co)variances do not change under a common shift; centring first avoids float32 cancellation
+        shift = ((x + y) / 2).mean(dim=(2, 3), keepdim=True)
+        x, y = x - shift, y - shift
+        mu_x, mu_y = blur(x), blur(y)
+        var_x = blur(x * x) - mu_x ** 2
+        var_y = blur(y * y) - mu_y ** 2
+        cov = blur(x * y) - mu_x * mu_y
+        mu_x, mu_y = mu_x + shift, mu_y + shift
+        ssim_map = ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / ((mu_x ** 2 + mu_y ** 2 + c1) * (var_x + var_y + c2))
+        return ssim_map.flatten(2).mean(2).mean(1)
+
