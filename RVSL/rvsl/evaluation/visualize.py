@@ -1,0 +1,97 @@
+"""Pictures for a quick look at results: rank lists and input / dehazed / re-hazed triplets (PNG, cv2)."""
+
+import logging
+from pathlib import Path
+from typing import Sequence, Union
+
+import cv2
+import numpy as np
+import torch
+
+logger = logging.getLogger(__name__)
+
+CELL = 128  # side of one thumbnail, pixels
+BORDER = 4
+GAP = 12  # between the query and its results
+QUERY_COLOUR = (255, 128, 0)  # BGR: blue
+MATCH_COLOUR = (0, 200, 0)  # green: same identity
+MISS_COLOUR = (0, 0, 255)  # red: another identity
+
+
+def _thumbnail(path: str, colour: tuple) -> np.ndarray:
+    """The image at ``path`` resized to CELL x CELL with a coloured border (grey if unreadable)."""
+    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if img is None:
+        logger.warning("rank list: cannot read %s, drawing a grey cell", path)
+        img = np.full((CELL, CELL, 3), 128, dtype=np.uint8)
+    img = cv2.resize(img, (CELL - 2 * BORDER, CELL - 2 * BORDER), interpolation=cv2.INTER_AREA)
+    return cv2.copyMakeBorder(img, BORDER, BORDER, BORDER, BORDER, cv2.BORDER_CONSTANT, value=colour)
+
+
+def _write(out_file: Union[str, Path], canvas: np.ndarray) -> Path:
+    """Write a BGR uint8 image, creating the folder; OSError if cv2 cannot write it."""
+    out = Path(out_file)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if not cv2.imwrite(str(out), canvas):
+        raise OSError(f"could not write {out}")
+    return out
+
+
+def save_rank_list(
+    distmat: torch.Tensor,
+    q_pids: Sequence[int],
+    g_pids: Sequence[int],
+    q_camids: Sequence[int],
+    g_camids: Sequence[int],
+    q_paths: Sequence[str],
+    g_paths: Sequence[str],
+    out_file: Union[str, Path],
+    topk: int = 10,
+) -> Path:
+    """One row per query (rows of ``distmat``): the query, then its top-k gallery images.
+
+    Same-identity same-camera gallery entries are left out, as in evaluation; borders are green for a
+    true match, red otherwise, blue for the query. Returns the written PNG's path.
+    """
+    dist = torch.as_tensor(distmat).detach().float().cpu()
+    if dist.dim() != 2 or dist.shape[0] != len(q_paths) or dist.shape[1] != len(g_paths):
+        raise ValueError(f"distmat {tuple(dist.shape)} does not match {len(q_paths)} query and "
+                         f"{len(g_paths)} gallery paths")
+    q_pids_t, q_cams_t = torch.as_tensor(q_pids).cpu(), torch.as_tensor(q_camids).cpu()
+    g_pids_t, g_cams_t = torch.as_tensor(g_pids).cpu(), torch.as_tensor(g_camids).cpu()
+    width = CELL + GAP + topk * CELL
+    rows = []
+    for i in range(dist.shape[0]):
+        order = torch.argsort(dist[i], stable=True)
+        junk = (g_pids_t[order] == q_pids_t[i]) & (g_cams_t[order] == q_cams_t[i])
+        order = order[~junk][:topk]
+        row = np.full((CELL, width, 3), 255, dtype=np.uint8)
+        row[:, :CELL] = _thumbnail(q_paths[i], QUERY_COLOUR)
+        for k, j in enumerate(order.tolist()):
+            colour = MATCH_COLOUR if int(g_pids_t[j]) == int(q_pids_t[i]) else MISS_COLOUR
+            x = CELL + GAP + k * CELL
+            row[:, x:x + CELL] = _thumbnail(g_paths[j], colour)
+        rows.append(row)
+    if not rows:
+        raise ValueError("save_rank_list needs at least one query row")
+    return _write(out_file, np.concatenate(rows, axis=0))
+
+
+def _to_bgr(images: torch.Tensor) -> np.ndarray:
+    """B x 3 x H x W in [0, 1] -> B x H x W x 3 uint8 BGR."""
+    arr = (images.detach().float().clamp(0, 1) * 255.0 + 0.5).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+    return np.ascontiguousarray(arr[..., ::-1])
+
+
+def save_triplets(
+    inputs: torch.Tensor, dehazed: torch.Tensor, rehazed: torch.Tensor, out_file: Union[str, Path]
+) -> Path:
+    """One row per image: input | dehazed | re-hazed (B x 3 x H x W in [0, 1], equal shapes). Returns the PNG path."""
+    if not (inputs.dim() == 4 and inputs.shape == dehazed.shape == rehazed.shape):
+        raise ValueError(f"save_triplets needs three B x 3 x H x W batches of one shape, got "
+                         f"{tuple(inputs.shape)}, {tuple(dehazed.shape)}, {tuple(rehazed.shape)}")
+    if inputs.shape[0] == 0:
+        raise ValueError("save_triplets needs at least one image")
+    cols = [_to_bgr(t) for t in (inputs, dehazed, rehazed)]
+    rows = [np.concatenate([c[b] for c in cols], axis=1) for b in range(inputs.shape[0])]
+    return _write(out_file, np.concatenate(rows, axis=0))
