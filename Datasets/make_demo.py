@@ -185,7 +185,7 @@ PALETTE = [
 ]
 WINDOWS = [(38, 48, 62), (22, 26, 30), (60, 86, 100), (70, 95, 78), (95, 110, 130), (48, 40, 55)]
 RIMS = [(200, 200, 205), (60, 60, 64), (170, 140, 70), (140, 142, 150), (25, 25, 28)]
-MARKINGS = ("none", "none", "stripe", "double", "lower", "racing", "logo", "flame")
+MARKINGS = ("none", "none", "none", "none", "stripe", "double", "lower", "racing", "logo", "flame")
 RACKS = ("none", "none", "none", "rails", "box")
 
 
@@ -239,14 +239,14 @@ def _pick_color(rng: np.random.Generator, exclude: Optional[Tuple[int, int, int]
 def make_vehicle(seed: int, src: Source, pid: int) -> Vehicle:
     """Draw the appearance of identity ``pid`` of source ``src``."""
     rng = _rng(seed, src.code, pid, _T_VEHICLE)
-    kinds = list(KIND_WEIGHTS)
-    kind = kinds[int(rng.choice(len(kinds), p=np.array(list(KIND_WEIGHTS.values())) / sum(KIND_WEIGHTS.values())))]
+    kinds, weights = list(KIND_WEIGHTS), np.array(list(KIND_WEIGHTS.values()))
+    kind = kinds[int(rng.choice(len(kinds), p=weights / weights.sum()))]
     g = KINDS[kind]
     body = _pick_color(rng)
     two_tone = rng.random() < 0.18
     roof = _pick_color(rng, exclude=body) if two_tone else body
     plastic = rng.random() < 0.4
-    trim = _jitter(rng, (30, 30, 32), 8) if plastic else tuple(int(v * 0.9) for v in body)
+    trim = _jitter(rng, (30, 30, 32), 8) if plastic else _shade(body, 0.9)
     marking = str(rng.choice(MARKINGS))
     if kind in ("van", "truck") and rng.random() < 0.5:
         marking = "logo"
@@ -257,11 +257,11 @@ def make_vehicle(seed: int, src: Source, pid: int) -> Vehicle:
         length=float(rng.uniform(*g["L"])), width=float(rng.uniform(*g["W"])), height=float(rng.uniform(*g["H"])),
         body=body, roof=roof,
         window=_jitter(rng, WINDOWS[int(rng.integers(len(WINDOWS)))], 8),
-        trim=trim,  # type: ignore[arg-type]
+        trim=trim,
         rim=_jitter(rng, RIMS[int(rng.integers(len(RIMS)))], 6),
         rim_ratio=float(rng.uniform(0.5, 0.72)),
         wheel_r=float(rng.uniform(*g["r"])),
-        n_windows=int(rng.integers(1, 4)),
+        n_windows=int(rng.integers(1, 3 if kind in ("pickup", "coupe") else 4)),
         dark_pillars=bool(rng.random() < 0.5),
         marking=marking,
         mark=_pick_color(rng, exclude=body),
@@ -272,7 +272,7 @@ def make_vehicle(seed: int, src: Source, pid: int) -> Vehicle:
         light_shape=int(rng.integers(3)),
         tail_shape=int(rng.integers(3)),
         grille=int(rng.integers(3)),
-        grille_color=_jitter(rng, [(18, 18, 20), (175, 178, 182), tuple(int(v * 0.7) for v in body)][int(rng.integers(3))], 6),
+        grille_color=_jitter(rng, [(18, 18, 20), (175, 178, 182), _shade(body, 0.7)][int(rng.integers(3))], 6),
         plate=(235, 235, 230) if rng.random() < 0.7 else (236, 200, 40),
     )
 
@@ -569,8 +569,8 @@ def _lights(cv_: _Canvas, shape: int, top: float, color: Tuple[int, int, int], e
         elif shape == 1:
             cv_.ellipse(u(edge + 0.09), top - 0.045, 0.065, 0.05, color)
         else:
-            cv_.poly([(u(edge), top - 0.05), (u(edge), top), (u(edge + 0.24), top - 0.01), (u(edge + 0.22), top - 0.04)],
-                     color)
+            cv_.poly([(u(edge), top - 0.05), (u(edge), top), (u(edge + 0.24), top - 0.01),
+                      (u(edge + 0.22), top - 0.04)], color)
 
 
 @lru_cache(maxsize=512)
@@ -739,6 +739,28 @@ def _composite(dst: np.ndarray, tex: np.ndarray, quad: np.ndarray) -> Tuple[np.n
     return a[..., 0], box
 
 
+def _split_end(v: Vehicle, tex: np.ndarray, q: np.ndarray, front: bool, shift: float,
+               width: float) -> List[Tuple[np.ndarray, np.ndarray, float]]:
+    """Cut an end face at the belt line; the part above (windshield or rear window and roof) is set back
+    along the car, so in a turned view it slides towards the side face by ``shift`` px per metre of
+    set-back (bottom and top of the glass separately, which slants it)."""
+    g = KINDS[v.kind]
+    if v.kind == "truck":
+        back_bottom = back_top = 0.0
+    elif front:
+        back_bottom, back_top = float(g["xa"]) * v.length, float(g["xb"]) * v.length
+    else:
+        back_bottom, back_top = (1 - float(g["xd"])) * v.length, (1 - float(g["xc"])) * v.length
+    h = tex.shape[0]
+    rb = int(round((h - 1) - float(g["belt"]) * v.height * PX_PER_M))         # belt row in the texture
+    f = rb / (h - 1)
+    left_b, right_b = q[0] + (q[3] - q[0]) * f, q[1] + (q[2] - q[1]) * f
+    lower = np.array([left_b, right_b, q[2], q[3]], np.float32)
+    dxb, dxt = np.float32([back_bottom * shift, 0]), np.float32([back_top * shift, 0])
+    upper = np.array([q[0] + dxt, q[1] + dxt, right_b + dxb, left_b + dxb], np.float32)
+    return [(tex[rb:], lower, width), (tex[:rb + 1], upper, width)]
+
+
 def render_clear(seed: int, job: Job, size: int = DEFAULT_SIZE) -> Tuple[np.ndarray, np.ndarray]:
     """Render the clean image of ``job`` (H x W x 3 RGB float32 in [0, 1]) and its depth in [0, 1]."""
     rng = _rng(seed, job.src.code, job.pid, job.k, _T_IMAGE)
@@ -774,18 +796,19 @@ def render_clear(seed: int, job: Job, size: int = DEFAULT_SIZE) -> Tuple[np.ndar
 
     if end_left:
         xj = x0 + end_w * scale                                           # the corner nearest to us
-        faces = [(side_tex, quad(xj, x1, False, fs), side_w), (end_tex, quad(x0, xj, True, fe), end_w)]
+        side_q, end_q = quad(xj, x1, False, fs), quad(x0, xj, True, fe)
     else:
         xj = x0 + side_w * scale
-        faces = [(side_tex, quad(x0, xj, True, fs), side_w), (end_tex, quad(xj, x1, False, fe), end_w)]
+        side_q, end_q = quad(x0, xj, True, fs), quad(xj, x1, False, fe)
     if side_w > 0.25 and end_w > 0.25:             # two faces seen: light them differently (3-D cue)
-        shade = np.array([1.0, 1.0, 1.0, 1.0], np.float32)
-        shade[:3] = 0.8
-        faces[1] = (faces[1][0] * shade, faces[1][1], faces[1][2])
+        end_tex = end_tex * np.array([0.8, 0.8, 0.8, 1.0], np.float32)
+    faces = [(side_tex, side_q, side_w)]
+    faces += _split_end(v, end_tex, end_q, cs >= 0, abs(sn) * scale * (1 if end_left else -1), end_w)
     # soft shadow on the road
     ax, ay = int(total_w * scale * 0.56), max(2, int(0.05 * s))
     m = int(s * 0.06)
-    sx0, sy0, sx1, sy1 = max(int(xc) - ax - m, 0), max(int(yg) - ay - m, 0), min(int(xc) + ax + m, s), min(int(yg) + ay + m, s)
+    sx0, sy0 = max(int(xc) - ax - m, 0), max(int(yg) - ay - m, 0)
+    sx1, sy1 = min(int(xc) + ax + m, s), min(int(yg) + ay + m, s)
     patch = np.zeros((sy1 - sy0, sx1 - sx0), np.float32)
     cv2.ellipse(patch, (int(xc) - sx0, int(yg) - sy0), (ax, ay), 0, 0, 360, 1.0, -1)
     patch = cv2.GaussianBlur(patch, (0, 0), s * 0.02)
@@ -806,7 +829,8 @@ def render_clear(seed: int, job: Job, size: int = DEFAULT_SIZE) -> Tuple[np.ndar
     # light: per camera colour gain and brightness, per image exposure and gamma
     gain = np.array(cam.gain, np.float32) * cam.brightness * rng.uniform(0.82, 1.15)
     img = np.clip(img * gain, 0, 1) ** np.float32(rng.uniform(0.8, 1.25))
-    depth = normalize_depth(np.log(np.clip(z, Z_NEAR, Z_FAR)))
+    # relative depth as a monocular estimator gives it: from normalised disparity 1/z (far ranges compress)
+    depth = normalize_depth(-1.0 / np.clip(z, Z_NEAR, Z_FAR))
     depth = depth + 0.05 * _smooth_noise(rng, size, 4)
     return img.astype(np.float32), normalize_depth(depth)
 
@@ -828,7 +852,7 @@ def syn_haze_params(seed: int, job: Job) -> Tuple[float, float]:
 def real_haze(clear: np.ndarray, depth: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Haze the scattering model of section 7 does not produce: uneven, tinted, blurring, flat."""
     size = clear.shape[0]
-    beta = rng.uniform(0.6, 2.2) * np.exp(0.6 * _smooth_noise(rng, size, int(rng.integers(2, 5))))
+    beta = rng.uniform(0.5, 1.9) * np.exp(0.6 * _smooth_noise(rng, size, int(rng.integers(2, 5))))
     tint = [(1.0, 0.95, 0.8), (0.86, 0.93, 1.0), (1.0, 0.92, 0.84), (0.95, 0.97, 0.92)][int(rng.integers(4))]
     a0 = rng.uniform(0.5, 0.92)
     rows = np.linspace(1.06, 0.9, size, dtype=np.float32)[:, None, None]          # brighter towards the sky
