@@ -735,7 +735,7 @@ def _composite(dst: np.ndarray, tex: np.ndarray, quad: np.ndarray) -> Tuple[np.n
     warped = cv2.warpPerspective(tex, m, (x1 - x0, y1 - y0), flags=cv2.INTER_LINEAR,
                                  borderMode=cv2.BORDER_CONSTANT, borderValue=0)
     a = warped[..., 3:4]
-    dst[box] = dst[box] * (1 - a) + warped[..., :3] * a
+    dst[box] += (warped[..., :3] - dst[box]) * a
     return a[..., 0], box
 
 
@@ -919,25 +919,28 @@ def render_job(seed: int, job: Job, size: int = DEFAULT_SIZE) -> Dict[str, bytes
 _OURS = re.compile(r"^\d{5}_c\d{3}_\d{6}_\d+\.jpg$")
 
 
-def prepare_out(out: Path, force: bool) -> None:
-    """Check that ``out`` may be written (see --help); with --force clear our own earlier output."""
+def prepare_out(out: Path, force: bool) -> bool:
+    """Check that ``out`` may be written (see --help) and create the folders; with --force, clear the
+    images of an earlier run of this script. Returns whether ``out`` is ours (new, or made by us)."""
     existing = [folder_path(out, *f) for f in folders() if folder_path(out, *f).is_dir()
                 and any(folder_path(out, *f).iterdir())]
+    ours = not existing or (out / MARKER).is_file()
     if existing and not force:
         raise FileExistsError(f"{out} already holds a dataset ({existing[0]} is not empty); "
                               "pass --force to overwrite it")
-    if existing and (out / MARKER).is_file():
+    if existing and ours:
         removed = 0
-        for f in folders():
-            for p in folder_path(out, *f).iterdir():
+        for folder in existing:
+            for p in folder.iterdir():
                 if p.is_file() and _OURS.match(p.name):
                     p.unlink()
                     removed += 1
         logger.info("--force: removed %d images of an earlier demo dataset in %s", removed, out)
     elif existing:
-        logger.info("--force: %s was not made by this script; overwriting files in place, deleting none", out)
+        logger.warning("--force: %s was not made by this script; overwriting files in place, deleting none", out)
     for f in folders():
         folder_path(out, *f).mkdir(parents=True, exist_ok=True)
+    return ours
 
 
 def _render_group(task: Tuple[int, int, List[Job]]) -> List[Tuple[Job, str, bytes]]:
@@ -953,7 +956,7 @@ def generate(out: Path, seed: int = DEFAULT_SEED, size: int = DEFAULT_SIZE, scal
     The files do not depend on ``workers``: every image has its own random stream.
     """
     out = Path(out)
-    prepare_out(out, force)
+    ours = prepare_out(out, force)
     groups: Dict[Tuple[str, int], List[Job]] = {}
     for job in build_plan(seed, scale):
         groups.setdefault((job.src.key, job.pid), []).append(job)
@@ -986,8 +989,9 @@ def generate(out: Path, seed: int = DEFAULT_SEED, size: int = DEFAULT_SIZE, scal
     else:
         for task in tasks:
             write(_render_group(task))
-    (out / MARKER).write_text(json.dumps({"generator": "Datasets/make_demo.py", "seed": seed, "size": size,
-                                          "scale": scale}, sort_keys=True) + "\n")
+    if ours:  # never mark a foreign dataset as ours: a later --force would delete its images
+        (out / MARKER).write_text(json.dumps({"generator": "Datasets/make_demo.py", "seed": seed, "size": size,
+                                              "scale": scale}, sort_keys=True) + "\n")
     for fn in (vehicle_textures, make_camera, _camera_layer):
         fn.cache_clear()
     return {k: (v[0], len(v[1]), len(v[2]), v[3]) for k, v in sorted(stats.items())}
@@ -1051,8 +1055,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         epilog="If --out already holds images in any of the twelve folders the script stops, unless --force: "
                "then, if --out carries the marker " + MARKER + " of an earlier run, the images of that run "
                "(files named PPPPP_cCCC_FFFFFF_K.jpg) in the twelve folders are deleted first; otherwise files "
-               "are overwritten in place and nothing is deleted. Nothing outside the twelve folders is ever "
-               "deleted. The same --seed (and --size, --scale) gives byte-identical files.")
+               "are overwritten in place, nothing is deleted and no marker is written. Nothing outside the "
+               "twelve folders is ever deleted. The same --seed (and --size, --scale) gives byte-identical files.")
     p.add_argument("--out", required=True, help="dataset root (e.g. Datasets/demo)")
     p.add_argument("--seed", type=int, default=DEFAULT_SEED, help="random seed, >= 0 (default %(default)s)")
     p.add_argument("--size", type=int, default=DEFAULT_SIZE, help="image side in pixels (default %(default)s)")

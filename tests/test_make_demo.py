@@ -173,3 +173,16 @@ def test_figure(runs, tmp_path):
     img = cv2.imread(str(path))
     assert img is not None and img.shape[0] > 4 * SIZE and img.shape[1] > 8 * SIZE
     assert path.stat().st_size < 300_000
+
+
+def test_force_never_deletes_a_foreign_dataset(tmp_path):
+    out = tmp_path / "real_fvrid"
+    folder = out / "FVRID_real" / "train_foggy"
+    folder.mkdir(parents=True)
+    foreign = folder / "54321_c007_000123_0.jpg"  # named like ours, but not made by the script
+    foreign.write_bytes(b"someone's image")
+    with pytest.raises(FileExistsError):
+        md.generate(out, seed=0, size=32, scale=0.02, workers=1)
+    md.generate(out, seed=0, size=32, scale=0.02, force=True, workers=1)
+    assert foreign.read_bytes() == b"someone's image"
+    assert not (out / md.MARKER).exists()           # so a later --force still deletes nothing
