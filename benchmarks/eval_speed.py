@@ -75,20 +75,40 @@ def plain_rank(dist: np.ndarray, q_pids: np.ndarray, g_pids: np.ndarray, q_camid
     return np.mean(cmcs, axis=0), float(np.mean(aps)), float(np.mean(inps))
 
 
-def best_time(fn: Callable[[], object], repeat: int, device: torch.device) -> Tuple[float, object]:
-    """Best wall time of ``repeat`` calls (synchronising CUDA), and the last result."""
-    best, result = float("inf"), None
+class Timing:
+    """Best wall-clock seconds and best process CPU seconds (all threads) over the repeats."""
+
+    def __init__(self) -> None:
+        self.wall = float("inf")
+        self.cpu = float("inf")
+
+    def scaled(self, factor: float) -> "Timing":
+        """The same timing multiplied by ``factor`` (for extrapolation)."""
+        out = Timing()
+        out.wall, out.cpu = self.wall * factor, self.cpu * factor
+        return out
+
+    def __add__(self, other: "Timing") -> "Timing":
+        out = Timing()
+        out.wall, out.cpu = self.wall + other.wall, self.cpu + other.cpu
+        return out
+
+
+def best_time(fn: Callable[[], object], repeat: int, device: torch.device) -> Tuple[Timing, object]:
+    """Time ``repeat`` calls (synchronising CUDA); keep the best wall and CPU times, and the last result."""
+    timing, result = Timing(), None
     for _ in range(repeat):
         result = None
         gc.collect()
         if device.type == "cuda":
             torch.cuda.synchronize(device)
-        start = time.perf_counter()
+        wall, cpu = time.perf_counter(), time.process_time()
         result = fn()
         if device.type == "cuda":
             torch.cuda.synchronize(device)
-        best = min(best, time.perf_counter() - start)
-    return best, result
+        timing.wall = min(timing.wall, time.perf_counter() - wall)
+        timing.cpu = min(timing.cpu, time.process_time() - cpu)
+    return timing, result
 
 
 def agree(a: Tuple[np.ndarray, float, float], b: Tuple[np.ndarray, float, float]) -> float:
@@ -129,21 +149,29 @@ def run_size(name: str, args: argparse.Namespace, device: torch.device) -> List[
                  f"max |diff| {agree(sub_ours, same_rows):.1e}; vs reference's own numpy distances "
                  f"{agree(sub_ours, ref):.1e}; max |distance diff| "
                  f"{float(np.abs(sub_dist.cpu().numpy() - ref_dist).max()):.2e} (scale {float(ref_dist.mean()):.0f})")
-    lines.append(f"  {'step':<34}{'seconds':>10}")
+    lines.append(f"  {'step':<40}{'wall s':>9}{'CPU s':>9}")
+
+    def row(label: str, t: Timing, note: str = "") -> None:
+        lines.append(f"  {label:<40}{t.wall:>9.3f}{t.cpu:>9.3f}{note}")
+
     if not args.fused_only:
-        lines.append(f"  {'ours: compute_distance':<34}{t_dist:>10.3f}")
-        lines.append(f"  {'ours: evaluate_rank':<34}{t_rank:>10.3f}")
-        lines.append(f"  {'ours: distance + ranking':<34}{t_dist + t_rank:>10.3f}")
-    lines.append(f"  {'ours: evaluate_features (fused)':<34}{t_fused:>10.3f}")
-    ref_total = (t_ref_dist + t_ref_rank) * scale
-    lines.append(f"  {f'plain reference, {n_ref} queries':<34}{t_ref_dist + t_ref_rank:>10.3f}"
-                 f"   (distance {t_ref_dist:.3f}, ranking {t_ref_rank:.3f})")
-    lines.append(f"  {'plain reference, EXTRAPOLATED':<34}{ref_total:>10.1f}"
-                 f"   (distance {t_ref_dist * scale:.1f}, ranking {t_ref_rank * scale:.1f}; x{scale:.0f})")
+        row("ours: compute_distance", t_dist)
+        row("ours: evaluate_rank", t_rank)
+        row("ours: distance + ranking", t_dist + t_rank)
+    row("ours: evaluate_features (fused)", t_fused)
+    row(f"plain reference, {n_ref} queries: distance", t_ref_dist)
+    row(f"plain reference, {n_ref} queries: ranking", t_ref_rank)
+    ref_total = (t_ref_dist + t_ref_rank).scaled(scale)
+    row(f"plain reference EXTRAPOLATED x{scale:.0f}: dist.", t_ref_dist.scaled(scale))
+    row(f"plain reference EXTRAPOLATED x{scale:.0f}: rank.", t_ref_rank.scaled(scale))
+    row(f"plain reference EXTRAPOLATED x{scale:.0f}: total", ref_total)
+    lines.append("  speed-up = extrapolated plain reference / ours (wall; CPU):")
     if not args.fused_only:
-        lines.append(f"  ratio ranking: extrapolated reference / ours = {t_ref_rank * scale / t_rank:.1f}x")
-        lines.append(f"  ratio distance + ranking: extrapolated reference / ours = {ref_total / (t_dist + t_rank):.1f}x")
-    lines.append(f"  ratio fused: extrapolated reference / ours = {ref_total / t_fused:.1f}x")
+        rank_ref = t_ref_rank.scaled(scale)
+        total = t_dist + t_rank
+        lines.append(f"    ranking only            {rank_ref.wall / t_rank.wall:7.1f}x {rank_ref.cpu / t_rank.cpu:7.1f}x")
+        lines.append(f"    distance + ranking      {ref_total.wall / total.wall:7.1f}x {ref_total.cpu / total.cpu:7.1f}x")
+    lines.append(f"    fused                   {ref_total.wall / t_fused.wall:7.1f}x {ref_total.cpu / t_fused.cpu:7.1f}x")
     return lines
 
 

@@ -47,12 +47,22 @@ def prepare_features(
     return q, g, (q * q).sum(1), (g * g).sum(1)
 
 
-def _matmul_into(a: torch.Tensor, b: torch.Tensor, out: torch.Tensor) -> None:
+def matmul_into(a: torch.Tensor, b: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
     """out = a @ b.T, through numpy's BLAS on CPU and torch elsewhere."""
     if out.device.type == "cpu":
         np.matmul(a.numpy(), b.numpy().T, out=out.numpy())
     else:
         torch.mm(a, b.t(), out=out)
+    return out
+
+
+def finish_distance(
+    out: torch.Tensor, q_sq: Optional[torch.Tensor], g_sq: Optional[torch.Tensor], metric: str
+) -> torch.Tensor:
+    """Turn products in place into distances: (-2 q.g) + |g|^2 + |q|^2 clamped at 0, or 1 - (q.g) for cosine."""
+    if metric == "cosine":
+        return out.neg_().add_(1.0)
+    return out.add_(g_sq[None, :]).add_(q_sq[:, None]).clamp_(min=0.0)
 
 
 def distance_chunk(
@@ -66,11 +76,9 @@ def distance_chunk(
     """Distances of a few prepared query rows to all prepared gallery rows, written into ``out``."""
     if out is None:
         out = torch.empty((q.shape[0], g.shape[0]), dtype=torch.float32, device=q.device)
-    if metric == "cosine":
-        _matmul_into(q, g, out)
-        return out.neg_().add_(1.0)
-    _matmul_into(q * -2.0, g, out)  # scaling by -2 is exact, so this equals -2 (q.g)
-    return out.add_(g_sq[None, :]).add_(q_sq[:, None]).clamp_(min=0.0)
+    # scaling by -2 is exact, so the product equals -2 (q.g)
+    matmul_into(q * -2.0 if metric == "euclidean" else q, g, out)
+    return finish_distance(out, q_sq, g_sq, metric)
 
 
 def compute_distance(

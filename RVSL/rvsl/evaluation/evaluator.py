@@ -56,6 +56,11 @@ class ReIDEvaluator:
         """Rows processed so far."""
         return sum(int(p.numel()) for p in self._pids)
 
+    @property
+    def has_paths(self) -> bool:
+        """Whether every processed row came with its image path (needed for rank lists)."""
+        return len(self._paths) == self.num_images > 0
+
     def process(self, feats: Mapping[str, torch.Tensor], pids: Union[torch.Tensor, Sequence[int]],
                 camids: Union[torch.Tensor, Sequence[int]], paths: Optional[Sequence[str]] = None) -> None:
         """Add a batch: ``feats`` maps "clear" and/or "hazy" to B x D features; ids (and paths) have B entries."""
@@ -125,7 +130,7 @@ class ReIDEvaluator:
 
         The pictures rank by the plain distance (never re-ranked, which would cost a full re-ranking pass).
         """
-        if len(self._paths) != self.num_images:
+        if not self.has_paths:
             raise ValueError("rank lists need the image paths: pass paths= to process()")
         q_pids, g_pids, q_camids, g_camids = self._ids()
         n = min(num_queries, self.num_query)
@@ -218,7 +223,7 @@ def inference_on_dataset(
                     ", ".join(f"{k} {v:.4f}" for k, v in results["quality"].items()))
     if vis_dir is not None:
         written = []
-        if len(evaluator._paths) == evaluator.num_images:
+        if evaluator.has_paths:
             written += evaluator.save_rank_lists(vis_dir, vis_num)
         else:
             logger.warning("batches carry no 'path': rank lists skipped")

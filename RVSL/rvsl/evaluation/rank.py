@@ -1,32 +1,37 @@
-"""Ranking metrics (CMC, mAP, mINP) for the market/VeRi protocol, without sorting whole rows.
+"""Ranking metrics (CMC, mAP, mINP) for the market/VeRi protocol, without sorting the gallery.
 
 For one query, gallery entries with the same identity AND the same camera are removed (junk), and the
 rank of every remaining true match is 1 + the number of remaining gallery entries that come before it
 in the order (distance, gallery index): equal distances are broken by the smaller gallery index, the
 same order as a stable sort. Only entries not farther than the query's hardest true match can come
-before a match, so each chunk of queries keeps those candidates (one comparison pass over the rows)
-and sorts just them. With a useful model that is a small fraction of the gallery; at worst (the
-hardest match is last) it costs one sort of the rows.
+before a match, so a chunk of queries is reduced to those candidates (one comparison pass). Each
+candidate gets an int64 key (row, distance bits, gallery index) ordered like that order; the few true
+matches' keys are sorted, candidates are binned among them by binary search, and the cumulative
+histogram gives every match's rank. Cost: one pass over the chunk plus O(candidates x log matches).
 
 Metrics, per query with at least one true match (n matches at ranks r_1 < ... < r_n):
 AP = mean_i (i / r_i); INP = n / r_n (Ye et al., "Deep Learning for Person Re-identification: A Survey
 and Outlook", TPAMI 2021); CMC_k = [r_1 <= k]. All are averaged over such queries.
 """
 
+import contextlib
 import logging
-from typing import Optional, Tuple, Union
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+from typing import Callable, Iterator, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
 
-from .distance import distance_chunk, prepare_features
+from .distance import finish_distance, matmul_into, prepare_features
 
 logger = logging.getLogger(__name__)
 
 ArrayLike = Union[np.ndarray, torch.Tensor]
 
-# Rows per chunk: the candidate pass touches chunk x gallery entries; 256 x 128,517 floats is ~130 MB.
-DEFAULT_CHUNK = 256
+# Query rows per chunk: a chunk of 512 x 128,517 float32 distances is 263 MB.
+DEFAULT_CHUNK = 512
 
 
 def as_tensor(x: ArrayLike, device: Optional[torch.device] = None) -> torch.Tensor:
@@ -57,24 +62,33 @@ class RankAccumulator:
         # gallery grouped by identity: the gallery entries of pid p are order[start(p):end(p)]
         self.order = torch.argsort(self.g_pids, stable=True)
         self.sorted_pids = self.g_pids[self.order]
-        self.sum_ap = torch.zeros((), dtype=torch.float64, device=self.device)
-        self.sum_inp = torch.zeros((), dtype=torch.float64, device=self.device)
+        self.sum_ap = 0.0
+        self.sum_inp = 0.0
         self.first_hist = torch.zeros(max_rank + 1, dtype=torch.int64, device=self.device)
         self.num_valid = 0
         self.num_queries = 0
+        self._lock = threading.Lock()  # add() may run in several threads (CPU ranking)
 
     def add(self, dist: torch.Tensor, q_pids: torch.Tensor, q_camids: torch.Tensor) -> None:
         """Rank one chunk: ``dist`` is C x G (rows of queries), ``q_pids``/``q_camids`` have C entries."""
         max_rows = 1 << (31 - self.col_bits)  # row, value and column must pack into 63 bits
         for s in range(0, dist.shape[0], max_rows):
-            self._add(dist[s:s + max_rows], q_pids[s:s + max_rows].long(), q_camids[s:s + max_rows].long())
+            part = self._rank(dist[s:s + max_rows], q_pids[s:s + max_rows].long(), q_camids[s:s + max_rows].long())
+            with self._lock:
+                self.num_queries += min(max_rows, dist.shape[0] - s)
+                if part is not None:
+                    self.sum_ap += part[0]
+                    self.sum_inp += part[1]
+                    self.first_hist += part[2]
+                    self.num_valid += part[3]
 
-    def _add(self, dist: torch.Tensor, q_pids: torch.Tensor, q_camids: torch.Tensor) -> None:
-        """``add`` for a chunk small enough that (row, value, column) keys fit in an int64."""
+    def _rank(self, dist: torch.Tensor, q_pids: torch.Tensor,
+              q_camids: torch.Tensor) -> Optional[Tuple[float, float, torch.Tensor, int]]:
+        """(sum of AP, sum of INP, first-rank histogram, queries with a match) of a chunk small enough that
+        (row, value, column) keys fit in an int64; None when no query of the chunk has a true match."""
         num_rows, num_g = dist.shape
-        self.num_queries += num_rows
         if num_rows == 0 or num_g == 0:
-            return
+            return None
         if dist.dtype != torch.float64:
             dist = dist.float()
         dist = dist.contiguous()
@@ -83,14 +97,14 @@ class RankAccumulator:
         count = torch.searchsorted(self.sorted_pids, q_pids, right=True) - start
         width = int(count.max())
         if width == 0:
-            return
+            return None
         offsets = torch.arange(width, device=self.device)
         in_group = offsets[None, :] < count[:, None]
         group_idx = self.order[(start[:, None] + offsets[None, :]).clamp_(max=num_g - 1)]
         same_cam = self.g_camids[group_idx] == q_camids[:, None]
         true_match = in_group & ~same_cam
         if not bool(true_match.any()):
-            return
+            return None
         group_dist = dist.gather(1, group_idx)
         # 2. hardest true match per query; queries without one get -inf, so they keep no candidates
         hardest = group_dist.masked_fill(~true_match, float("-inf")).max(dim=1).values
@@ -129,11 +143,9 @@ class RankAccumulator:
         n_valid = n_match[valid]
         first_rank = m_rank[m_start[valid]]
         last_rank = m_rank[m_start[valid] + n_valid - 1]
-        self.sum_ap += (precision_sum[valid] / n_valid).sum()
-        self.sum_inp += (n_valid / last_rank).sum()
-        self.first_hist += torch.bincount(first_rank.long().clamp_(max=self.max_rank + 1) - 1,
-                                          minlength=self.max_rank + 1)
-        self.num_valid += int(valid.sum())
+        hist = torch.bincount(first_rank.long().clamp_(max=self.max_rank + 1) - 1, minlength=self.max_rank + 1)
+        return (float((precision_sum[valid] / n_valid).sum()), float((n_valid / last_rank).sum()), hist,
+                int(n_valid.numel()))
 
     def result(self) -> Tuple[np.ndarray, float, float]:
         """(cmc, mAP, mINP) over the queries added so far; ValueError if none had a true match."""
@@ -146,7 +158,38 @@ class RankAccumulator:
             logger.info("%d of %d queries have no true match in the gallery and were skipped",
                         skipped, self.num_queries)
         cmc = (torch.cumsum(self.first_hist[: self.max_rank], 0).double() / self.num_valid).cpu().numpy()
-        return cmc.astype(np.float64), float(self.sum_ap) / self.num_valid, float(self.sum_inp) / self.num_valid
+        return cmc.astype(np.float64), self.sum_ap / self.num_valid, self.sum_inp / self.num_valid
+
+
+@contextlib.contextmanager
+def _intra_op_threads(num: int) -> Iterator[None]:
+    """Temporarily set torch's intra-op thread count."""
+    before = torch.get_num_threads()
+    if before != num:
+        torch.set_num_threads(num)
+    try:
+        yield
+    finally:
+        if before != num:
+            torch.set_num_threads(before)
+
+
+def _run_parallel(device: torch.device, jobs: Sequence[Callable[[], None]]) -> None:
+    """Run ranking jobs. On CPU: one Python thread per torch thread, each job single-threaded inside.
+
+    Many small parallel torch ops end in a barrier each; on a shared CPU a descheduled OpenMP thread
+    stalls every barrier (measured 7-10x slower on the 2-core development machine under load), while
+    independent single-threaded jobs degrade gracefully and still use all cores when they are free.
+    torch's intra-op thread count is 1 while the jobs run (it is process-wide) and is restored after.
+    """
+    workers = torch.get_num_threads()
+    if device.type != "cpu" or workers <= 1 or len(jobs) <= 1:
+        for job in jobs:
+            job()
+        return
+    with _intra_op_threads(1), ThreadPoolExecutor(max_workers=min(workers, len(jobs))) as pool:
+        for future in [pool.submit(job) for job in jobs]:
+            future.result()
 
 
 def _flat_nonzero(mask: torch.Tensor) -> torch.Tensor:
@@ -213,8 +256,8 @@ def evaluate_rank(
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
     acc = RankAccumulator(g_pids_t, g_cams_t, max_rank)
-    for s in range(0, num_q, chunk_size):
-        acc.add(dist[s:s + chunk_size], q_pids_t[s:s + chunk_size], q_cams_t[s:s + chunk_size])
+    _run_parallel(device, [partial(acc.add, dist[s:s + chunk_size], q_pids_t[s:s + chunk_size],
+                                   q_cams_t[s:s + chunk_size]) for s in range(0, num_q, chunk_size)])
     return acc.result()
 
 
@@ -244,9 +287,17 @@ def evaluate_features(
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
     acc = RankAccumulator(g_pids_t, g_cams_t, max_rank)
     buffer = torch.empty((min(chunk_size, num_q), num_g), dtype=torch.float32, device=device)
+    parts = max(1, torch.get_num_threads()) if device.type == "cpu" else 1
+
+    def finish_and_rank(rows: torch.Tensor, s: int, e: int) -> None:
+        q_sq_part = q_sq[s:e] if q_sq is not None else None
+        acc.add(finish_distance(rows, q_sq_part, g_sq, metric), q_pids_t[s:e], q_cams_t[s:e])
+
     for s in range(0, num_q, chunk_size):
         e = min(s + chunk_size, num_q)
-        rows = distance_chunk(qf[s:e], gf, q_sq[s:e] if q_sq is not None else None, g_sq, metric,
-                              out=buffer[: e - s])
-        acc.add(rows, q_pids_t[s:e], q_cams_t[s:e])
+        rows = buffer[: e - s]
+        matmul_into(qf[s:e] * -2.0 if metric == "euclidean" else qf[s:e], gf, rows)
+        step = -(-(e - s) // parts)
+        _run_parallel(device, [partial(finish_and_rank, rows[a - s:b - s], a, b)
+                               for a, b in ((a, min(a + step, e)) for a in range(s, e, step))])
     return acc.result()
