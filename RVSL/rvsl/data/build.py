@@ -2,7 +2,7 @@
 
 import logging
 import os
-from typing import Dict, List, NamedTuple, Optional, Tuple
+from typing import List, NamedTuple, Optional, Tuple
 
 import torch
 from torch.utils.data import DataLoader
@@ -107,7 +107,3 @@ def build_test_loader(cfg: CfgNode, test_set: str) -> Tuple[DataLoader, int]:
     loader = _loader(cfg, dataset, batch_size=cfg.TEST.IMS_PER_BATCH, shuffle=False)
     return loader, len(query)
 
-
-def data_folders(cfg: CfgNode) -> Dict[str, str]:
-    """Every ``DATASETS.*_PATH`` key of the config with its folder."""
-    return {key: folder(cfg, key) for key in cfg.DATASETS if key.endswith("_PATH") and key != "DATA_PATH"}

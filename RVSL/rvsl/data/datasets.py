@@ -8,39 +8,37 @@ from .fvrid import ImageRecord, PairRecord
 from .transforms import joint_augment, read_image
 
 
-class PairDataset(Dataset):
-    """Synthetic clear/hazy twins with identity labels: ``{"clear", "hazy", "pid", "camid"}``."""
+class _TrainDataset(Dataset):
+    """Training items read at ``size`` with one random flip and crop shared by all images of an item."""
 
-    def __init__(self, pairs: Sequence[PairRecord], size: Tuple[int, int], flip_prob: float, padding: int):
-        self.pairs = list(pairs)
+    def __init__(self, items: Sequence, size: Tuple[int, int], flip_prob: float, padding: int):
+        self.items = list(items)
         self.size = tuple(size)
         self.flip_prob = flip_prob
         self.padding = padding
 
     def __len__(self) -> int:
-        return len(self.pairs)
+        return len(self.items)
+
+    def read(self, *paths: str):
+        """The images at ``paths``, augmented identically."""
+        return joint_augment([read_image(path, self.size) for path in paths], self.flip_prob, self.padding)
+
+
+class PairDataset(_TrainDataset):
+    """Synthetic clear/hazy twins with identity labels: ``{"clear", "hazy", "pid", "camid"}``."""
 
     def __getitem__(self, index: int) -> Dict:
-        pair = self.pairs[index]
-        clear, hazy = joint_augment([read_image(pair.clear, self.size), read_image(pair.hazy, self.size)],
-                                    self.flip_prob, self.padding)
+        pair: PairRecord = self.items[index]
+        clear, hazy = self.read(pair.clear, pair.hazy)
         return {"clear": clear, "hazy": hazy, "pid": pair.pid, "camid": pair.camid}
 
 
-class UnlabelledDataset(Dataset):
+class UnlabelledDataset(_TrainDataset):
     """Real training images as bare paths: ``{"img"}``. Identities are never parsed or returned."""
 
-    def __init__(self, paths: Sequence[str], size: Tuple[int, int], flip_prob: float, padding: int):
-        self.paths = list(paths)
-        self.size = tuple(size)
-        self.flip_prob = flip_prob
-        self.padding = padding
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
     def __getitem__(self, index: int) -> Dict:
-        (image,) = joint_augment([read_image(self.paths[index], self.size)], self.flip_prob, self.padding)
+        (image,) = self.read(self.items[index])
         return {"img": image}
 
 

@@ -11,7 +11,23 @@ import numpy as np
 from torch.utils.data import Sampler
 
 
-class PKBatchSampler(Sampler[List[int]]):
+class _EpochSampler(Sampler[List[int]]):
+    """Base of the batch samplers: the batches of an epoch are drawn from ``(seed, epoch)`` alone."""
+
+    def __init__(self, seed: int):
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch whose batches the next iteration yields."""
+        self.epoch = epoch
+
+    def rng(self) -> np.random.Generator:
+        """A generator seeded by ``(seed, epoch)``."""
+        return np.random.default_rng([self.seed, self.epoch])
+
+
+class PKBatchSampler(_EpochSampler):
     """Batches of ``num_identities`` distinct identities with ``num_instances`` samples each.
 
     Each identity's samples are shuffled and cut into groups of K (an identity with fewer than K
@@ -26,17 +42,12 @@ class PKBatchSampler(Sampler[List[int]]):
         if len(self.index_by_pid) < num_identities:
             raise ValueError(f"P x K sampling needs at least {num_identities} identities, "
                              f"the data has {len(self.index_by_pid)}")
+        super().__init__(seed)
         self.num_identities = num_identities
         self.num_instances = num_instances
-        self.seed = seed
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        """Select the epoch whose batches the next iteration yields."""
-        self.epoch = epoch
 
     def _batches(self) -> List[List[int]]:
-        rng = np.random.default_rng([self.seed, self.epoch])
+        rng = self.rng()
         groups = {}
         for pid, indices in sorted(self.index_by_pid.items()):
             if len(indices) < self.num_instances:
@@ -60,23 +71,18 @@ class PKBatchSampler(Sampler[List[int]]):
         return len(self._batches())
 
 
-class ShuffleBatchSampler(Sampler[List[int]]):
+class ShuffleBatchSampler(_EpochSampler):
     """Random batches of ``batch_size`` indices, the last incomplete batch dropped; no labels read."""
 
     def __init__(self, num_samples: int, batch_size: int, seed: int = 0):
         if num_samples < batch_size:
             raise ValueError(f"a batch of {batch_size} needs at least {batch_size} images, the data has {num_samples}")
+        super().__init__(seed)
         self.num_samples = num_samples
         self.batch_size = batch_size
-        self.seed = seed
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        """Select the epoch whose batches the next iteration yields."""
-        self.epoch = epoch
 
     def __iter__(self) -> Iterator[List[int]]:
-        order = np.random.default_rng([self.seed, self.epoch]).permutation(self.num_samples).tolist()
+        order = self.rng().permutation(self.num_samples).tolist()
         for start in range(0, len(self) * self.batch_size, self.batch_size):
             yield order[start:start + self.batch_size]
 

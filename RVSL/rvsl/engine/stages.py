@@ -8,7 +8,6 @@ discriminator is trained on (reference defect 3).
 
 from typing import Callable, Dict, List, Mapping, Tuple
 
-import torch
 from torch import Tensor, nn
 
 from ..config import CfgNode
