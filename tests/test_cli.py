@@ -52,7 +52,7 @@ def flawed_run(demo_data, tmp_path_factory):
 def test_stage1_run_writes_checkpoints_and_logs(flawed_run):
     result, out, _ = flawed_run
     assert result.returncode == 0, result.stderr[-3000:]
-    for name in ("checkpoint/last.pth", "checkpoint/best.pth", "config.yaml", "log.txt", "history.json"):
+    for name in ("checkpoint/last.pth", "checkpoint/best.pth", "config.yaml", "log.txt", "history.json", "losses.png"):
         assert (out / name).is_file(), name
     history = json.loads((out / "history.json").read_text())
     assert history["epochs"][0]["metrics"]["fusion"]["mAP"] > 0

@@ -19,6 +19,7 @@ from ..data.build import STAGE_TEST_SET, build_test_loader, build_train_loaders
 from ..evaluation import inference_on_dataset
 from ..modeling import ImagePool, build_discriminator, build_model, load_backbone_weights, load_matching_state
 from ..utils.errors import InputError
+from ..utils.plot import plot_losses
 from .checkpoint import is_rvsl_checkpoint, load_checkpoint, rng_state, safe_load, save_checkpoint, set_rng_state
 from .defaults import TrainingStopped, default_setup, write_json
 from .solver import LinearDecayLR, WarmupMultiStepLR
@@ -289,6 +290,8 @@ class Trainer:
             self.history.append({"epoch": epoch + 1, "seconds": seconds, "losses": losses, "metrics": metrics})
             self.save(epoch + 1, metrics)
             write_json(self.output_dir / "history.json", {"stage": cfg.MODE.STAGE, "epochs": self.history})
+            plot_losses(self.history, self.output_dir / "losses.png",
+                        f"{cfg.MODE.STAGE} losses / first-epoch value (log scale)")
         logger.info("done: best %s %.4f at epoch %d", cfg.SOLVER.BEST_METRIC, self.best_score, self.best_epoch)
 
 
