@@ -120,7 +120,7 @@ class ReIDEvaluator:
             else:
                 cmc, mean_ap, minp = evaluate_features(qf, gf, q_pids, g_pids, q_camids, g_camids, self.distance)
             results[name] = {"mAP": mean_ap, **{f"rank{k}": float(cmc[k - 1]) for k in RANKS}, "mINP": minp}
-            logger.info("%s: mAP %.2f%%, rank-1 %.2f%%, mINP %.2f%% (%d x %d, %s%s, %.1f s)", name,
+            logger.debug("%s: mAP %.2f%%, rank-1 %.2f%%, mINP %.2f%% (%d x %d, %s%s, %.1f s)", name,
                         100 * mean_ap, 100 * cmc[0], 100 * minp, qf.shape[0], gf.shape[0], self.distance,
                         ", re-ranked" if self.rerank else "", time.perf_counter() - start)
         return results
@@ -189,7 +189,7 @@ def inference_on_dataset(
     start = time.perf_counter()
     try:
         with torch.no_grad(), autocast:
-            for batch in tqdm(loader, desc="features", unit="batch", dynamic_ncols=True, leave=False):
+            for batch in tqdm(loader, desc="features", unit="batch", dynamic_ncols=True, leave=False, disable=None):
                 img = batch["img"].to(device, non_blocking=True)
                 enc_clear = model.encode(img, "clear")
                 enc_hazy = model.encode(img, "hazy")
@@ -219,7 +219,7 @@ def inference_on_dataset(
     results: Dict[str, Dict[str, float]] = dict(evaluator.evaluate())
     if quality_count:
         results["quality"] = {k: v / quality_count for k, v in quality_sums.items()}
-        logger.info("image quality over %d images: %s", quality_count,
+        logger.debug("image quality over %d images: %s", quality_count,
                     ", ".join(f"{k} {v:.4f}" for k, v in results["quality"].items()))
     if vis_dir is not None:
         written = []
