@@ -175,7 +175,7 @@ def test_safe_load_never_runs_code(tmp_path):
     marker = tmp_path / "pwned"
     bad = tmp_path / "evil.pth"
     with open(bad, "wb") as handle:
-        pickle.dump({"model": _Exploit(marker)}, handle)
+        pickle.dump({"model": _Exploit(marker)}, handle, protocol=2)
     with pytest.raises(InputError, match="evil.pth is not a loadable checkpoint"):
         safe_load(str(bad), "TEST.WEIGHT")
     assert not marker.exists()
