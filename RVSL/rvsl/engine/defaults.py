@@ -65,17 +65,13 @@ def launch(main: Callable[[CfgNode, argparse.Namespace], None], description: str
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     args = default_argument_parser(description).parse_args(argv)
+    setup_logger()  # console only until default_setup adds OUTPUT_DIR/log.txt
     try:
         cfg = load_config(args.config_file or None, args.opts, stage=stage)
         main(cfg, args)
     except (InputError, TrainingStopped) as exc:
         if os.environ.get("RVSL_DEBUG"):
             raise
-        log = logger if logger.handlers else None
-        message = f"error: {exc}"
-        if log:
-            log.error("%s", message)
-        else:
-            print(message, file=sys.stderr)
+        logger.error("error: %s", exc)
         return 2 if isinstance(exc, InputError) else 1
     return 0

@@ -1,6 +1,7 @@
 """Print one table of several ``metrics.json`` files: ``python -m rvsl.engine.report FILE...``."""
 
 import json
+import logging
 import sys
 from typing import List, Sequence
 
@@ -24,4 +25,5 @@ def metrics_table(paths: Sequence[str]) -> str:
 
 
 if __name__ == "__main__":
-    print(metrics_table(sys.argv[1:]))
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    logging.getLogger(__name__).info("%s", metrics_table(sys.argv[1:]))

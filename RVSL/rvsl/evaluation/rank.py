@@ -230,6 +230,17 @@ def _check_ids(name: str, ids: torch.Tensor, length: int) -> torch.Tensor:
     return ids.long()
 
 
+def _checked_ids(device: torch.device, query: Tuple[ArrayLike, ArrayLike], gallery: Tuple[ArrayLike, ArrayLike],
+                 num_q: int, num_g: int, chunk_size: int) -> Tuple[torch.Tensor, ...]:
+    """Query pids and cameras, gallery pids and cameras as checked 1-D tensors on ``device``."""
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    return (_check_ids("q_pids", as_tensor(query[0], device), num_q),
+            _check_ids("q_camids", as_tensor(query[1], device), num_q),
+            _check_ids("g_pids", as_tensor(gallery[0], device), num_g),
+            _check_ids("g_camids", as_tensor(gallery[1], device), num_g))
+
+
 def evaluate_rank(
     distmat: ArrayLike,
     q_pids: ArrayLike,
@@ -251,12 +262,8 @@ def evaluate_rank(
         dist = dist.float()
     device = dist.device
     num_q, num_g = dist.shape
-    q_pids_t = _check_ids("q_pids", as_tensor(q_pids, device), num_q)
-    q_cams_t = _check_ids("q_camids", as_tensor(q_camids, device), num_q)
-    g_pids_t = _check_ids("g_pids", as_tensor(g_pids, device), num_g)
-    g_cams_t = _check_ids("g_camids", as_tensor(g_camids, device), num_g)
-    if chunk_size < 1:
-        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    q_pids_t, q_cams_t, g_pids_t, g_cams_t = _checked_ids(device, (q_pids, q_camids), (g_pids, g_camids),
+                                                          num_q, num_g, chunk_size)
     acc = RankAccumulator(g_pids_t, g_cams_t, max_rank)
     _run_parallel(device, [partial(acc.add, dist[s:s + chunk_size], q_pids_t[s:s + chunk_size],
                                    q_cams_t[s:s + chunk_size]) for s in range(0, num_q, chunk_size)])
@@ -281,12 +288,8 @@ def evaluate_features(
     qf, gf, q_sq, g_sq = prepare_features(qf, gf, metric)
     device = qf.device
     num_q, num_g = qf.shape[0], gf.shape[0]
-    q_pids_t = _check_ids("q_pids", as_tensor(q_pids, device), num_q)
-    q_cams_t = _check_ids("q_camids", as_tensor(q_camids, device), num_q)
-    g_pids_t = _check_ids("g_pids", as_tensor(g_pids, device), num_g)
-    g_cams_t = _check_ids("g_camids", as_tensor(g_camids, device), num_g)
-    if chunk_size < 1:
-        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    q_pids_t, q_cams_t, g_pids_t, g_cams_t = _checked_ids(device, (q_pids, q_camids), (g_pids, g_camids),
+                                                          num_q, num_g, chunk_size)
     acc = RankAccumulator(g_pids_t, g_cams_t, max_rank)
     buffer = torch.empty((min(chunk_size, num_q), num_g), dtype=torch.float32, device=device)
     parts = max(1, torch.get_num_threads()) if device.type == "cpu" else 1
