@@ -156,15 +156,12 @@ class Trainer:
             load_backbone_weights(self.model, path)
             return
         self._check_model_matches(payload, path)
-        loaded, skipped = load_matching_state(self.model, payload["model"])
-        if "discriminators" in payload:
-            loaded += load_matching_state(self.discriminators, payload["discriminators"])[0]
+        logger.info("starting from %s (a %s checkpoint, epoch %d)", path, payload["stage"], payload["epoch"])
+        loaded, _ = load_matching_state(self.model, payload["model"])  # logs what it skipped
         if not loaded:
             raise InputError(f"MODEL.PRETRAIN_PATH {path}: no tensor matches the model")
-        logger.info("loaded %d tensors from %s (a %s checkpoint, epoch %d)", len(loaded), path,
-                    payload["stage"], payload["epoch"])
-        for key in skipped:
-            logger.info("  skipped %s", key)
+        if "discriminators" in payload:
+            load_matching_state(self.discriminators, payload["discriminators"])
 
     def save(self, epoch: int, metrics: Dict) -> None:
         """Write ``last.pth`` (and ``best.pth`` when the validation score improved) atomically."""
