@@ -100,11 +100,13 @@ def test_missing_test_weight_exits_2(demo_data, tmp_path):
 def test_existing_run_is_not_overwritten(flawed_run):
     result, out, _ = flawed_run
     before = (out / "checkpoint" / "last.pth").read_bytes()
-    again = run_cli(train_args(1, out.parent / "data", out, "SOLVER.MAX_EPOCHS", "1"))
+    config_before = (out / "config.yaml").read_bytes()
+    again = run_cli(train_args(1, out.parent / "data", out, "SOLVER.MAX_EPOCHS", "2"))
     assert again.returncode == 2 and "pass --resume" in again.stderr
     bad = run_cli(train_args(1, out.parent / "data", out, "SOLVER.MAX_EPOCH", "1"))
     assert bad.returncode == 2
     assert (out / "checkpoint" / "last.pth").read_bytes() == before
+    assert (out / "config.yaml").read_bytes() == config_before
 
 
 @pytest.mark.parametrize("test_set", ["SYN", "REAL_FOGGY"])

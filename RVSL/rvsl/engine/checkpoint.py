@@ -1,6 +1,5 @@
 """Checkpoints: atomic writes, safe loads (``weights_only=True``), and their validation."""
 
-import logging
 import os
 import pickle
 import random
@@ -11,8 +10,6 @@ import numpy as np
 import torch
 
 from ..utils.errors import InputError
-
-logger = logging.getLogger(__name__)
 
 # Keys every RVSL checkpoint carries.
 REQUIRED_KEYS = ("model", "stage", "epoch", "config", "metrics")

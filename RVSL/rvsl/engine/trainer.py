@@ -243,8 +243,9 @@ class Trainer:
         self.discriminators.train()
         self.disc_scheduler.step(epoch)
         driver = self.loaders.real if self.loaders.real is not None else self.loaders.syn
+        num_iters = len(driver)  # the P x K sampler draws the epoch's batches to count them
         sums, counts = defaultdict(float), defaultdict(int)
-        bar = tqdm(self._batches(epoch), total=len(driver), desc=f"{self.cfg.MODE.STAGE} epoch {epoch + 1}",
+        bar = tqdm(self._batches(epoch), total=num_iters, desc=f"{self.cfg.MODE.STAGE} epoch {epoch + 1}",
                    disable=None, dynamic_ncols=True, leave=False)
         for iteration, batch in enumerate(bar):
             values = self.train_iteration(batch, epoch, iteration)
@@ -254,7 +255,7 @@ class Trainer:
             if values:
                 bar.set_postfix(loss=f"{sum(v for k, v in values.items() if not k.startswith('disc_')):.3f}")
             if (iteration + 1) % self.cfg.SOLVER.LOG_PERIOD == 0:
-                logger.info("epoch %d iter %d/%d lr %.2e  %s", epoch + 1, iteration + 1, len(driver),
+                logger.info("epoch %d iter %d/%d lr %.2e  %s", epoch + 1, iteration + 1, num_iters,
                             self.optimizer.param_groups[0]["lr"],
                             "  ".join(f"{k} {sums[k] / counts[k]:.4f}" for k in sums))
         return {name: sums[name] / counts[name] for name in sums}
@@ -294,10 +295,10 @@ class Trainer:
 
 def train_stage(cfg: CfgNode, args: argparse.Namespace) -> None:
     """Entry point of the three stage scripts: set up, build the trainer, (resume,) train."""
-    device = default_setup(cfg)
     last = Path(cfg.OUTPUT_DIR) / "checkpoint" / "last.pth"
-    if last.exists() and not args.resume:
+    if last.exists() and not args.resume:  # checked before set-up rewrites config.yaml
         raise InputError(f"{last} exists: pass --resume to continue that run, or choose another OUTPUT_DIR")
+    device = default_setup(cfg)
     startup_check(cfg)
     trainer = Trainer(cfg, device)
     if args.resume:
