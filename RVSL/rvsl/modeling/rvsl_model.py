@@ -62,10 +62,14 @@ class ReIDHead(nn.Module):
         nn.init.normal_(self.classifier.weight, std=0.001)
 
     def forward(self, r1: torch.Tensor) -> ReIDOutput:
-        """Global feature, BN feature and logits for encoder features R1."""
+        """Global feature, BN feature and logits for encoder features R1.
+
+        Pooling and the BNNeck run in float32 even under autocast, so features never carry bf16 rounding.
+        """
         x = self.layer4(self.layer3(self.layer2(r1)))
-        global_feat = F.adaptive_avg_pool2d(x, 1).flatten(1)
-        bn_feat = self.bnneck(global_feat)
+        with torch.autocast(x.device.type, enabled=False):
+            global_feat = F.adaptive_avg_pool2d(x.float(), 1).flatten(1)
+            bn_feat = self.bnneck(global_feat)
         return ReIDOutput(global_feat, bn_feat, self.classifier(bn_feat))
 
 
@@ -143,9 +147,12 @@ class RVSL(nn.Module):
         """G_C: a clear image in [0, 1] from E_H's (F1, R1); ``out_size`` defaults to twice F1's size."""
         return self.gen_clear(f1, r1, out_size)
 
-    def forward(self, images: torch.Tensor, domain: str = "hazy") -> torch.Tensor:
-        """The BN feature (B x feat_dim) of images in [0, 1] through the given domain's encoder."""
-        _, r1 = self.encode(images, domain)
+    def forward(self, images: torch.Tensor, branch: str = "hazy") -> torch.Tensor:
+        """The test-time feature: float32 BN feature (B x feat_dim) of images in [0, 1] through one branch.
+
+        ``branch`` "clear" reads the images with E_C, "hazy" with E_H; both continue through D_ReID.
+        """
+        _, r1 = self.encode(images, branch)
         return self.embed(r1).bn_feat
 
 
