@@ -16,7 +16,7 @@ from helpers import ROOT, run_cli
 # A tiny, fast training setting on top of configs/demo.yml.
 FAST = ["MODEL.DEVICE", "cpu", "INPUT.SIZE_TRAIN", "[32, 32]", "INPUT.SIZE_TEST", "[32, 32]", "INPUT.PADDING", "2",
         "DATALOADER.NUM_IDENTITIES", "3", "DATALOADER.NUM_INSTANCES", "2", "DATALOADER.REAL_BATCH_SIZE", "4",
-        "SOLVER.WARMUP_ITERS", "2", "SOLVER.EVAL_PERIOD", "1", "SOLVER.LOG_PERIOD", "5"]
+        "SOLVER.WARMUP_LENGTH", "2", "SOLVER.EVAL_PERIOD", "1", "SOLVER.LOG_PERIOD", "5"]
 
 
 def train_args(stage: int, data: Path, out: Path, *opts: str):

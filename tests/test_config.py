@@ -52,7 +52,8 @@ def test_stage_is_fixed_by_script():
     (["SOLVER.AMP", "yes"], "SOLVER.AMP"),
     (["SOLVER.MAX_EPOCHS"], "has no value"),
     (["INPUT.SIZE_TRAIN", "[30, 64]"], "INPUT.SIZE_TRAIN"),
-    (["SOLVER.BEST_METRIC", "fusion/top1"], "SOLVER.BEST_METRIC"),
+    (["SOLVER.BEST_METRIC", "fusion/mAP"], "SOLVER.BEST_METRIC"),
+    (["SOLVER.WARMUP_UNIT", "epochs"], "SOLVER.WARMUP_UNIT"),
 ])
 def test_bad_options_name_the_key(opts, message):
     with pytest.raises(InputError, match=message.replace("[", r"\[")):

@@ -9,12 +9,14 @@ import pytest
 import torch
 
 from rvsl.config import load_config
-from rvsl.engine.checkpoint import load_checkpoint, safe_load, save_checkpoint
-from rvsl.engine.defaults import TrainingStopped
+from rvsl.engine.checkpoint import load_checkpoint, save_checkpoint
+from rvsl.engine.guard import TrainingStopped
+from rvsl.engine.solver import build_lr_schedulers, build_optimizers, step_schedulers
 from rvsl.engine.stages import SupervisedStep, UnsupervisedStep
 from rvsl.engine.trainer import Trainer
 from rvsl.losses import dcp_loss
 from rvsl.utils.errors import InputError
+from rvsl.utils.io import safe_load
 
 
 def make_cfg(root: Path, out: Path, stage: str = "STAGE1", *opts):
@@ -22,7 +24,7 @@ def make_cfg(root: Path, out: Path, stage: str = "STAGE1", *opts):
         "DATASETS.DATA_PATH", str(root), "OUTPUT_DIR", str(out), "MODEL.NAME", "resnet18", "MODEL.DEVICE", "cpu",
         "INPUT.SIZE_TRAIN", "[32, 32]", "INPUT.SIZE_TEST", "[32, 32]", "INPUT.PADDING", "2",
         "DATALOADER.NUM_WORKERS", "0", "DATALOADER.NUM_IDENTITIES", "3", "DATALOADER.NUM_INSTANCES", "2",
-        "DATALOADER.REAL_BATCH_SIZE", "4", "SOLVER.MAX_EPOCHS", "1", "SOLVER.WARMUP_ITERS", "1",
+        "DATALOADER.REAL_BATCH_SIZE", "4", "SOLVER.MAX_EPOCHS", "1", "SOLVER.WARMUP_LENGTH", "1",
         "SOLVER.AMP", "off", *opts], stage=stage)
 
 
@@ -36,15 +38,15 @@ def test_one_iteration_of_each_stage_changes_the_weights(tiny_fvrid, tmp_path, s
     trainer = Trainer(make_cfg(tiny_fvrid, tmp_path, stage), torch.device("cpu"))
     before, disc_before = params(trainer.model), params(trainer.discriminators)
     batch = next(trainer._batches(0))
-    values = trainer.train_iteration(batch, epoch=0, iteration=0)
-    expected = {"STAGE1": {"reid_clear", "reid_hazy", "trans_clear", "trans_hazy", "ec", "adv_clear", "adv_hazy",
-                           "disc_clear", "disc_hazy"},
-                "STAGE2": {"aux_reid_clear", "aux_reid_hazy", "aux_trans_clear", "aux_trans_hazy", "aux_ec",
-                           "real_ec", "real_prior", "real_cycle", "real_adv_hazy", "disc_hazy"},
-                "STAGE3": {"aux_reid_clear", "aux_reid_hazy", "aux_trans_clear", "aux_trans_hazy", "aux_ec",
-                           "real_ec", "real_prior", "real_cycle", "real_adv_clear", "disc_clear"}}[stage]
-    assert set(values) == expected
-    assert all(torch.isfinite(torch.tensor(v)) for v in values.values())
+    values, disc_values = trainer.train_iteration(batch)
+    expected = {"STAGE1": ({"reid_clear", "reid_hazy", "trans_clear", "trans_hazy", "ec", "adv_clear", "adv_hazy"},
+                           {"D_clear", "D_hazy"}),
+                "STAGE2": ({"aux_reid_clear", "aux_reid_hazy", "aux_trans_clear", "aux_trans_hazy", "aux_ec",
+                            "real_ec", "real_prior", "real_cycle", "real_adv_hazy"}, {"D_hazy"}),
+                "STAGE3": ({"aux_reid_clear", "aux_reid_hazy", "aux_trans_clear", "aux_trans_hazy", "aux_ec",
+                            "real_ec", "real_prior", "real_cycle", "real_adv_clear"}, {"D_clear"})}[stage]
+    assert (set(values), set(disc_values)) == expected
+    assert all(torch.isfinite(torch.tensor(v)) for v in {**values, **disc_values}.values())
     after = params(trainer.model)
     for prefix in ("enc_clear", "enc_hazy", "reid.layer4", "gen_clear", "gen_hazy"):
         assert any(not torch.equal(before[k], after[k]) for k in before if k.startswith(prefix)), prefix
@@ -66,8 +68,7 @@ def test_adversarial_term_judges_what_the_discriminator_learns(tiny_fvrid, tmp_p
     trainer = Trainer(make_cfg(tiny_fvrid, tmp_path, stage), torch.device("cpu"))
     trainer.model.eval()  # deterministic BN so the image can be recomputed
     batch = next(trainer._batches(0))
-    trainer.step(batch)
-    [(judged_domain, real, generated)] = trainer.step.adversarial_pairs
+    [(judged_domain, real, generated)] = trainer.step(batch).adversarial
     assert judged_domain == domain
     with torch.no_grad():
         f1, r1 = trainer.model.encode(batch["real"]["img"], real_domain)
@@ -80,9 +81,13 @@ def test_stage1_judges_both_rendered_kinds(tiny_fvrid, tmp_path):
     trainer = Trainer(make_cfg(tiny_fvrid, tmp_path, "STAGE1"), torch.device("cpu"))
     batch = next(trainer._batches(0))
     assert isinstance(trainer.step, SupervisedStep)
-    trainer.step(batch)
-    assert [(d, torch.equal(real, batch[d])) for d, real, _ in trainer.step.adversarial_pairs] == \
-        [("clear", True), ("hazy", True)]
+    result = trainer.step(batch)
+    assert [(d, torch.equal(real, batch[d])) for d, real, _ in result.adversarial] == [("clear", True), ("hazy", True)]
+    # the adversarial weight applies to the mean of the two generator terms (the reference's 0.5 * (Lc + Lh) / 2)
+    with torch.no_grad():
+        terms = [trainer.step.fool(d, g, r)[0] for d, r, g in result.adversarial]
+    expected = trainer.cfg.LOSS.SYN_ADV * (terms[0] + terms[1]) / 2
+    assert torch.allclose(result.losses["adv_clear"] + result.losses["adv_hazy"], expected)
 
 
 def test_stage3_prior_lowers_the_dark_channel_of_the_dehazed_image(tiny_fvrid, tmp_path):
@@ -101,20 +106,39 @@ def test_nonfinite_losses_are_skipped_then_stop_the_run(tiny_fvrid, tmp_path, ca
     batch["clear"][:] = float("nan")
     before = params(trainer.model)
     with caplog.at_level(logging.WARNING):
-        assert trainer.train_iteration(batch, 0, 0) == {}
-    assert "non-finite loss" in caplog.text and "reid_clear" in caplog.text
+        assert trainer.train_iteration(batch, "it 1") == ({}, {})
+    assert "non-finite model loss" in caplog.text and "reid_clear" in caplog.text
     assert all(torch.equal(before[k], v) for k, v in params(trainer.model).items())
-    with pytest.raises(TrainingStopped, match="2 consecutive non-finite losses"):
-        trainer.train_iteration(batch, 0, 1)
-    assert trainer.nonfinite_steps == 2
+    with pytest.raises(TrainingStopped, match="2 consecutive non-finite model losses"):
+        trainer.train_iteration(batch, "it 2")
+    assert trainer.guard.total == {"model": 2, "disc": 0}
+
+
+def test_nonfinite_discriminator_alone_stops_the_run(tiny_fvrid, tmp_path, monkeypatch):
+    """A NaN from the discriminators only: the model keeps training, the discriminators never update, the run stops."""
+    trainer = Trainer(make_cfg(tiny_fvrid, tmp_path, "STAGE1", "SOLVER.MAX_NONFINITE", "3"), torch.device("cpu"))
+    monkeypatch.setattr("rvsl.engine.trainer.discriminator_loss",
+                        lambda disc, real, fake: disc(real).mean() * float("nan"))
+    disc_before = params(trainer.discriminators)
+    batches = trainer._batches(0)
+    for i in range(2):
+        values, disc_values = trainer.train_iteration(next(batches), f"it {i}")
+        assert values and disc_values == {}
+    assert all(torch.equal(disc_before[k], v) for k, v in params(trainer.discriminators).items())
+    with pytest.raises(TrainingStopped, match="3 consecutive non-finite disc losses"):
+        trainer.train_iteration(next(batches), "it 3")
+    assert trainer.guard.total == {"model": 0, "disc": 3}
 
 
 def test_checkpoint_round_trip_with_weights_only(tiny_fvrid, tmp_path):
     trainer = Trainer(make_cfg(tiny_fvrid, tmp_path, "STAGE1"), torch.device("cpu"))
-    trainer.train_iteration(next(trainer._batches(0)), 0, 0)
-    trainer.save(1, {"fusion": {"mAP": 0.5}})
+    trainer.train_iteration(next(trainer._batches(0)))
+    trainer.record = {"epoch": 1, "metrics": {"syn_val": {"fusion": {"mAP": 0.5}}}}
+    trainer.save("last")
     payload = torch.load(tmp_path / "checkpoint" / "last.pth", map_location="cpu", weights_only=True)
-    for key in ("model", "optimizer", "scheduler", "epoch", "stage", "config", "metrics"):
+    for key in ("model", "discriminators", "optimizer.model", "optimizer.disc", "scheduler.warmup", "scheduler.decay",
+                "scheduler.disc", "scaler.model", "pool.clear", "guard", "hook.best", "hook.history", "rng", "epoch",
+                "stage", "config", "metrics", "num_classes"):
         assert key in payload
     assert payload["epoch"] == 1 and payload["stage"] == "STAGE1"
     assert payload["config"]["MODEL"]["NAME"] == "resnet18"
@@ -123,12 +147,14 @@ def test_checkpoint_round_trip_with_weights_only(tiny_fvrid, tmp_path):
     for key, value in trainer.model.state_dict().items():
         assert torch.equal(value, fresh.model.state_dict()[key]), key
     assert fresh.start_epoch == 1
-    assert fresh.optimizer.state_dict()["state"].keys() == trainer.optimizer.state_dict()["state"].keys()
+    assert fresh.optimizers["model"].state_dict()["state"].keys() == trainer.optimizers["model"].state_dict()["state"].keys()
+    assert fresh.schedulers["warmup"].last_epoch == trainer.schedulers["warmup"].last_epoch == 1
 
 
 def test_stage2_starts_from_stage1_checkpoint(tiny_fvrid, tmp_path, caplog):
     stage1 = Trainer(make_cfg(tiny_fvrid, tmp_path / "s1", "STAGE1"), torch.device("cpu"))
-    stage1.save(1, {})
+    stage1.record = {"epoch": 1, "metrics": {}}
+    stage1.save("last")
     path = str(tmp_path / "s1" / "checkpoint" / "last.pth")
     with caplog.at_level(logging.INFO):
         stage2 = Trainer(make_cfg(tiny_fvrid, tmp_path / "s2", "STAGE2", "MODEL.PRETRAIN_PATH", path),
@@ -140,7 +166,8 @@ def test_stage2_starts_from_stage1_checkpoint(tiny_fvrid, tmp_path, caplog):
 
 def test_pretrain_of_another_model_is_named(tiny_fvrid, tmp_path):
     stage1 = Trainer(make_cfg(tiny_fvrid, tmp_path / "s1", "STAGE1"), torch.device("cpu"))
-    stage1.save(1, {})
+    stage1.record = {"epoch": 1, "metrics": {}}
+    stage1.save("last")
     path = str(tmp_path / "s1" / "checkpoint" / "last.pth")
     with pytest.raises(InputError, match=r"last.pth holds a resnet18 model .* expected resnet34"):
         Trainer(make_cfg(tiny_fvrid, tmp_path / "s2", "STAGE2", "MODEL.PRETRAIN_PATH", path, "MODEL.NAME", "resnet34"),
@@ -190,3 +217,45 @@ def test_not_a_checkpoint_and_wrong_stage_are_named(tmp_path):
     save_checkpoint({"model": {}, "stage": "STAGE2", "epoch": 1, "config": {}, "metrics": {}}, good)
     with pytest.raises(InputError, match="is a STAGE2 checkpoint; expected STAGE1"):
         load_checkpoint(str(good), "--resume", stage="STAGE1")
+
+
+def lr_per_epoch(cfg, epochs):
+    """The model optimiser's rate during each epoch, stepping the schedulers as the trainer does (5 iterations an epoch)."""
+    weight = torch.nn.Parameter(torch.zeros(1))
+    optimizers = build_optimizers(cfg, torch.nn.Linear(1, 1), torch.nn.Linear(1, 1))
+    optimizers["model"].param_groups[0]["params"] = [weight]
+    schedulers = build_lr_schedulers(cfg, optimizers)
+    rates = []
+    for _ in range(epochs):
+        rates.append(optimizers["model"].param_groups[0]["lr"])
+        for _ in range(5):
+            optimizers["model"].step()
+            optimizers["disc"].step()
+            step_schedulers(schedulers, cfg.SOLVER.WARMUP_UNIT, end_of_epoch=False)
+        step_schedulers(schedulers, cfg.SOLVER.WARMUP_UNIT, end_of_epoch=True)
+    return rates
+
+
+def test_reference_schedule_as_it_ran():
+    """configs/FVRID_reference.yml: the warm-up stepped per epoch; the rate peaks near 1.04e-5 at epoch 19."""
+    from helpers import ROOT
+    cfg = load_config(str(ROOT / "configs" / "FVRID_reference.yml"))
+    rates = lr_per_epoch(cfg, 200)
+    # lr(e) = 1e-4 * (0.01 + 0.99 e / 200) * 0.6 ** #{milestones <= e}, written out by hand
+    expected = {0: 1e-6, 19: 1e-4 * (0.01 + 0.99 * 19 / 200), 20: 1e-4 * (0.01 + 0.99 * 20 / 200) * 0.6,
+                199: 1e-4 * (0.01 + 0.99 * 199 / 200) * 0.6 ** 13}
+    for epoch, value in expected.items():
+        assert rates[epoch] == pytest.approx(value, rel=1e-9), epoch
+    assert max(rates) == rates[19] == pytest.approx(1.0405e-5, rel=1e-9)
+
+
+def test_schedule_as_written_warms_up_in_iterations():
+    """configs/FVRID.yml: 200 warm-up iterations (40 epochs of 5 here), then the milestones by epoch."""
+    from helpers import ROOT
+    cfg = load_config(str(ROOT / "configs" / "FVRID.yml"))
+    rates = lr_per_epoch(cfg, 200)
+    assert rates[0] == pytest.approx(1e-6, rel=1e-9)
+    assert rates[19] == pytest.approx(1e-4 * (0.01 + 0.99 * 95 / 200), rel=1e-9)  # 95 iterations done
+    assert rates[20] == pytest.approx(1e-4 * (0.01 + 0.99 * 100 / 200) * 0.6, rel=1e-9)
+    assert rates[45] == pytest.approx(1e-4 * 0.6 ** 3, rel=1e-9)
+    assert rates[199] == pytest.approx(1e-4 * 0.6 ** 13, rel=1e-9)

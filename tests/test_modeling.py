@@ -9,13 +9,14 @@ from rvsl.modeling import (
     RVSL,
     ImagePool,
     PatchDiscriminator,
-    build_discriminator,
+    build_discriminators,
     build_model,
     load_backbone_weights,
     load_matching_state,
 )
 from rvsl.modeling.resnet_ibn_a import IBN, resnet50_ibn_a
 from rvsl.utils.errors import InputError
+from rvsl.utils.io import safe_load
 
 
 def _count(module: torch.nn.Module) -> int:
@@ -116,9 +117,10 @@ def test_build_from_config():
     cfg.MODEL.DISC_CHANNELS = 8
     model = build_model(cfg, num_classes=4)
     assert model.feat_dim == 512 and model.reid.layer4[0].conv1.stride == (1, 1)
-    disc = build_discriminator(cfg)
-    scores = disc(torch.rand(2, 3, 64, 64))
-    assert scores.shape == (2, 1, 3, 3)
+    discs = build_discriminators(cfg)
+    for domain in ("clear", "hazy"):
+        assert discs[domain](torch.rand(2, 3, 64, 64)).shape == (2, 1, 3, 3)
+    assert discs["clear"] is not discs["hazy"]
 
 
 def test_load_matching_state_skips_mismatched_classifier(small_model):
@@ -139,7 +141,7 @@ def test_load_backbone_weights_torchvision(tmp_path):
     path = tmp_path / "resnet18.pth"
     torch.save({"state_dict": {f"module.{k}": v for k, v in reference.state_dict().items()}}, path)
     model = RVSL("resnet18", num_classes=3)
-    load_backbone_weights(model, str(path))
+    load_backbone_weights(model, safe_load(str(path), "MODEL.PRETRAIN_PATH"), str(path))
     assert torch.equal(model.enc_clear.conv1.weight, reference.conv1.weight)
     assert torch.equal(model.enc_hazy.layer1[1].conv2.weight, reference.layer1[1].conv2.weight)
     assert torch.equal(model.enc_hazy.bn1.running_mean, reference.bn1.running_mean)
@@ -153,7 +155,7 @@ def test_load_backbone_weights_ibn_net_layout(tmp_path):
     path = tmp_path / "resnet50_ibn_a.pth"
     torch.save({f"module.{k}": v for k, v in reference.state_dict().items()}, path)
     model = RVSL("resnet50_ibn_a", num_classes=3)
-    load_backbone_weights(model, str(path))
+    load_backbone_weights(model, safe_load(str(path), "MODEL.PRETRAIN_PATH"), str(path))
     assert torch.equal(model.enc_hazy.layer1[0].bn1.IN.weight, reference.layer1[0].bn1.IN.weight)
     assert torch.equal(model.reid.layer3[2].bn1.BN.running_var, reference.layer3[2].bn1.BN.running_var)
     assert torch.equal(model.reid.layer4[2].conv3.weight, reference.layer4[2].conv3.weight)
@@ -163,19 +165,15 @@ def test_load_backbone_weights_errors(tmp_path):
     model = RVSL("resnet18", num_classes=3)
     missing = tmp_path / "nope.pth"
     with pytest.raises(InputError, match="nope.pth"):
-        load_backbone_weights(model, str(missing))
+        safe_load(str(missing), "MODEL.PRETRAIN_PATH")
     text = tmp_path / "notes.txt"
     text.write_text("not a checkpoint")
     with pytest.raises(InputError, match="notes.txt"):
-        load_backbone_weights(model, str(text))
-    listing = tmp_path / "list.pth"
-    torch.save([1, 2, 3], listing)
-    with pytest.raises(InputError, match="list.pth"):
-        load_backbone_weights(model, str(listing))
-    unrelated = tmp_path / "unrelated.pth"
-    torch.save({"head.weight": torch.zeros(2)}, unrelated)
-    with pytest.raises(InputError, match="unrelated.pth"):
-        load_backbone_weights(model, str(unrelated))
+        safe_load(str(text), "MODEL.PRETRAIN_PATH")
+    with pytest.raises(InputError, match="list.pth' does not hold a state dict"):
+        load_backbone_weights(model, [1, 2, 3], "list.pth")
+    with pytest.raises(InputError, match="no tensor of 'unrelated.pth' matches"):
+        load_backbone_weights(model, {"head.weight": torch.zeros(2)}, "unrelated.pth")
 
 
 def test_image_pool_behaviour_and_resume(tmp_path):

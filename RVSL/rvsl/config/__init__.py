@@ -2,7 +2,7 @@
 
 import re
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Tuple
 
 from yacs.config import CfgNode
 
@@ -14,17 +14,27 @@ __all__ = ["CfgNode", "get_cfg_defaults", "load_config", "check_config", "config
 
 STAGES = ("STAGE1", "STAGE2", "STAGE3")
 TEST_SETS = ("SYN", "REAL_CLEAR", "REAL_FOGGY")
+# Label-free checkpoint-choice proxies on unlabelled real images (rvsl/evaluation/proxies.py).
+REAL_PROXIES = ("cycle_psnr", "agreement")
 MODEL_NAMES = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "resnet50_ibn_a", "resnet101_ibn_a")
 _CHOICES = {
     "MODE.STAGE": STAGES,
     "MODEL.NAME": MODEL_NAMES,
     "MODEL.LAST_STRIDE": (1, 2),
     "SOLVER.AMP": ("off", "bf16", "fp16"),
+    "SOLVER.WARMUP_UNIT": ("iteration", "epoch"),
     "TEST.DATA": TEST_SETS,
     "TEST.DISTANCE": ("euclidean", "cosine"),
 }
 _POSITIVE = ("SOLVER.MAX_EPOCHS", "DATALOADER.NUM_IDENTITIES", "DATALOADER.NUM_INSTANCES",
              "DATALOADER.REAL_BATCH_SIZE", "TEST.IMS_PER_BATCH", "SOLVER.MAX_NONFINITE")
+
+
+def best_metric_choices() -> Tuple[str, ...]:
+    """Every valid ``SOLVER.BEST_METRIC`` (see its comment in ``defaults.py``)."""
+    ranked = [f"{source}/{branch}/{metric}" for source in ("syn_val", "test_labels")
+              for branch in ("clear", "hazy", "fusion") for metric in ("mAP", "rank1", "mINP")]
+    return ("last", *ranked, *(f"real_proxy/{proxy}" for proxy in REAL_PROXIES))
 
 
 def get_cfg_defaults() -> CfgNode:
@@ -59,10 +69,10 @@ def check_config(cfg: CfgNode) -> None:
     for key in _POSITIVE:
         if _get(cfg, key) <= 0:
             raise InputError(f"{key} must be positive, got {_get(cfg, key)}")
-    metric_path, _, metric = cfg.SOLVER.BEST_METRIC.partition("/")
-    if metric_path not in ("clear", "hazy", "fusion") or metric not in ("mAP", "mINP", "rank1"):
-        raise InputError(f"SOLVER.BEST_METRIC is {cfg.SOLVER.BEST_METRIC!r}; expected PATH/METRIC with "
-                         "PATH in clear, hazy, fusion and METRIC in mAP, mINP, rank1")
+    if cfg.SOLVER.BEST_METRIC not in best_metric_choices():
+        raise InputError(f"SOLVER.BEST_METRIC is {cfg.SOLVER.BEST_METRIC!r}; expected last, "
+                         "syn_val/BRANCH/METRIC, test_labels/BRANCH/METRIC (BRANCH clear, hazy or fusion; "
+                         f"METRIC mAP, rank1 or mINP) or real_proxy/PROXY (PROXY {' or '.join(REAL_PROXIES)})")
     for key in ("INPUT.SIZE_TRAIN", "INPUT.SIZE_TEST"):
         size = _get(cfg, key)
         if len(size) != 2 or any(int(s) < 32 or int(s) % 4 for s in size):

@@ -96,11 +96,16 @@ _C.SOLVER.MAX_EPOCHS = 200
 # Adam for encoders, ReID body and generators.
 _C.SOLVER.BASE_LR = 1e-4
 _C.SOLVER.WEIGHT_DECAY = 5e-4
-# Linear warm-up from BASE_LR * WARMUP_FACTOR over WARMUP_ITERS iterations.
+# Linear warm-up from BASE_LR * WARMUP_FACTOR to BASE_LR over WARMUP_LENGTH steps of WARMUP_UNIT:
+# "iteration" (the schedule as the reference config is written) or "epoch" (as the reference ran:
+# its scheduler stepped once per epoch, so its 200-step warm-up spanned all 200 epochs and the rate
+# never exceeded about 1.04e-5; configs/FVRID_reference.yml). 0 disables the warm-up.
 _C.SOLVER.WARMUP_FACTOR = 0.01
-_C.SOLVER.WARMUP_ITERS = 200
-# Multi-step decay: multiply the rate by GAMMA at each of these epochs.
-_C.SOLVER.STEPS = [40, 70, 100, 130, 160]
+_C.SOLVER.WARMUP_LENGTH = 200
+_C.SOLVER.WARMUP_UNIT = "iteration"
+# Multi-step decay: multiply the rate by GAMMA at each of these epochs (the reference's milestones:
+# 20, 30, then every 15 epochs up to 255).
+_C.SOLVER.STEPS = [20, 30] + list(range(45, 256, 15))
 _C.SOLVER.GAMMA = 0.6
 # Adam for the discriminators; constant for the first half of training, then linear to zero.
 _C.SOLVER.DISC_LR = 2e-4
@@ -113,18 +118,27 @@ _C.SOLVER.EVAL_PERIOD = 10
 _C.SOLVER.LOG_PERIOD = 20
 # Stop after this many consecutive non-finite losses (each one's step is skipped).
 _C.SOLVER.MAX_NONFINITE = 5
-# Which validation figure selects best.pth: "<path>/<metric>", path in clear/hazy/fusion.
-_C.SOLVER.BEST_METRIC = "fusion/mAP"
+# Which validation figure selects best.pth (higher is better); none of the label-free choices reads a
+# real label:
+#   "syn_val/<branch>/<metric>"  the synthetic validation split held out of the training identities
+#                                (VAL.SYN_IDENTITIES); branch clear/hazy/fusion, metric mAP/rank1/mINP
+#   "real_proxy/<proxy>"         label-free proxies on held-out unlabelled real images of stages 2-3
+#                                (VAL.REAL_IMAGES): cycle_psnr or agreement (see rvsl/evaluation/proxies.py)
+#   "last"                       the last epoch
+#   "test_labels/<branch>/<metric>"  CHOSEN ON THE STAGE'S LABELLED TEST SET: numbers reported on that
+#                                set after such a choice are optimistic (the reference code's choice).
+_C.SOLVER.BEST_METRIC = "syn_val/hazy/mAP"
 
 # ---------------------------------------------------------------------------- #
 # Loss weights (DESIGN.md section 3)
 # ---------------------------------------------------------------------------- #
 _C.LOSS = CN()
-# Label smoothing of the identity cross-entropy (0 disables it).
-_C.LOSS.LABEL_SMOOTH = 0.1
+# Label smoothing of the identity cross-entropy (0 disables it; the reference ran without it).
+_C.LOSS.LABEL_SMOOTH = 0.0
 # Margin of the batch-hard triplet loss.
 _C.LOSS.TRIPLET_MARGIN = 0.3
-# Stage 1 (and the synthetic auxiliary task of stages 2/3, scaled by the AUX_* factors).
+# Stage 1 (and the synthetic auxiliary task of stages 2/3, scaled by the AUX_* factors). SYN_ADV
+# weighs the mean of the two generator terms, as the reference did.
 _C.LOSS.SYN_REID = 1.0
 _C.LOSS.SYN_TRANSLATION = 0.5
 _C.LOSS.SYN_EC = 0.5

@@ -1,48 +1,55 @@
-"""Checkpoints: atomic writes, safe loads (``weights_only=True``), and their validation."""
+"""Checkpoints: one :class:`Checkpointer` that saves and restores a fixed set of named objects.
 
-import os
-import pickle
+Like fast-reid's Checkpointer, the trainer names its checkpointable objects once (networks,
+optimisers, schedulers, grad scalers, replay pools, hooks with state); saving and resuming both loop
+over that mapping. Files are written atomically and read with ``weights_only=True``.
+"""
+
 import random
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Mapping, Optional
 
 import numpy as np
 import torch
 
 from ..utils.errors import InputError
+from ..utils.io import atomic_path, safe_load
 
-# Keys every RVSL checkpoint carries.
+# Keys every RVSL checkpoint carries besides the checkpointables' states.
 REQUIRED_KEYS = ("model", "stage", "epoch", "config", "metrics")
 
 
+class Checkpointer:
+    """Saves ``{name: obj.state_dict()}`` of the given objects plus extra plain data; resumes them all."""
+
+    def __init__(self, save_dir: Path, checkpointables: Mapping[str, Any]):
+        self.save_dir = Path(save_dir)
+        self.checkpointables = dict(checkpointables)
+
+    def save(self, name: str, **extra: Any) -> Path:
+        """Write ``save_dir/name.pth`` atomically: every object's state, the random states and ``extra``."""
+        payload = {key: obj.state_dict() for key, obj in self.checkpointables.items()}
+        payload.update(extra, rng=rng_state())
+        path = self.save_dir / f"{name}.pth"
+        save_checkpoint(payload, path)
+        return path
+
+    def resume(self, path: Path, stage: str) -> Dict[str, Any]:
+        """Restore every object and the random states from ``path``; returns the whole payload."""
+        payload = load_checkpoint(str(path), "--resume", stage=stage)
+        missing = [key for key in self.checkpointables if key not in payload]
+        if missing:
+            raise InputError(f"--resume: {path} lacks {', '.join(missing)}; it was not written by this trainer")
+        for key, obj in self.checkpointables.items():
+            obj.load_state_dict(payload[key])
+        set_rng_state(payload["rng"])
+        return payload
+
+
 def save_checkpoint(payload: Dict[str, Any], path: Path) -> None:
-    """Write ``payload`` to a temporary file beside ``path``, then rename it into place.
-
-    A kill during the save leaves the previous file at ``path`` intact.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(payload, tmp)
-    with open(tmp, "rb") as handle:
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-
-
-def safe_load(path: str, key: str) -> Any:
-    """``torch.load`` on the CPU with ``weights_only=True``: tensors and plain data only, never code.
-
-    ``key`` names the config key or option that gave ``path``, for the error message.
-    """
-    if not path:
-        raise InputError(f"{key} is empty: name a checkpoint file")
-    if not Path(path).is_file():
-        raise InputError(f"{key}: file not found: {path}")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError) as exc:
-        detail = str(exc).splitlines()[0] if str(exc) else "no detail"
-        raise InputError(f"{key}: {path} is not a loadable checkpoint ({type(exc).__name__}: {detail})") from exc
+    """Write ``payload`` atomically and durably: a kill during the save leaves the previous file intact."""
+    with atomic_path(path, durable=True) as tmp:
+        torch.save(payload, tmp)
 
 
 def load_checkpoint(path: str, key: str, stage: Optional[str] = None) -> Dict[str, Any]:

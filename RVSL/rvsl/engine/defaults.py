@@ -1,7 +1,6 @@
 """What every entry script shares: the argument parser, set-up, and error handling."""
 
 import argparse
-import json
 import logging
 import os
 import sys
@@ -9,26 +8,27 @@ from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 import torch
+from tqdm.contrib.logging import logging_redirect_tqdm
 
 from ..config import CfgNode, load_config
 from ..utils.errors import InputError
 from ..utils.logger import setup_logger
 from ..utils.misc import resolve_device, seed_everything
+from .guard import TrainingStopped
 
 logger = logging.getLogger("rvsl")
 
 
-class TrainingStopped(RuntimeError):
-    """Training cannot go on (for instance, too many non-finite losses); the message says why."""
-
-
-def default_argument_parser(description: str) -> argparse.ArgumentParser:
-    """Parser of the seed's command line: ``-c CONFIG``, ``--resume``, ``-t``, then ``KEY VALUE`` pairs."""
+def default_argument_parser(description: str, training: bool = True) -> argparse.ArgumentParser:
+    """The reference code's command line: ``-c CONFIG``, then ``--resume`` (trainers) or ``-t`` (inference),
+    then ``KEY VALUE`` pairs. A trainer given ``-t`` stops with argparse's usage error (exit 2)."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("-c", "--config_file", "--config-file", default="", metavar="FILE", help="YAML config file")
-    parser.add_argument("--resume", action="store_true",
-                        help="continue from OUTPUT_DIR/checkpoint/last.pth with all training state")
-    parser.add_argument("-t", "--test", action="store_true", help="evaluation only (accepted for the seed's CLI)")
+    if training:
+        parser.add_argument("--resume", action="store_true",
+                            help="continue from OUTPUT_DIR/checkpoint/last.pth with all training state")
+    else:
+        parser.add_argument("-t", "--test", action="store_true", help="evaluation (accepted for the reference CLI)")
     parser.add_argument("opts", nargs=argparse.REMAINDER, default=[],
                         help="config overrides as KEY VALUE pairs, e.g. SOLVER.MAX_EPOCHS 10")
     return parser
@@ -48,14 +48,6 @@ def default_setup(cfg: CfgNode) -> torch.device:
     return device
 
 
-def write_json(path: Path, data: dict) -> None:
-    """Write ``data`` as indented JSON atomically (temporary file, then rename)."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def launch(main: Callable[[CfgNode, argparse.Namespace], None], description: str,
            stage: Optional[str] = None, argv: Optional[Sequence[str]] = None) -> int:
     """Parse the command line, load the config and run ``main(cfg, args)``.
@@ -64,11 +56,12 @@ def launch(main: Callable[[CfgNode, argparse.Namespace], None], description: str
     a stopped run (:class:`TrainingStopped`) exits with 1. Set ``RVSL_DEBUG=1`` for tracebacks.
     """
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = default_argument_parser(description).parse_args(argv)
+    args = default_argument_parser(description, training=stage is not None).parse_args(argv)
     setup_logger()  # console only until default_setup adds OUTPUT_DIR/log.txt
     try:
         cfg = load_config(args.config_file or None, args.opts, stage=stage)
-        main(cfg, args)
+        with logging_redirect_tqdm(loggers=[logger]):
+            main(cfg, args)
     except (InputError, TrainingStopped) as exc:
         if os.environ.get("RVSL_DEBUG"):
             raise

@@ -10,8 +10,10 @@ from ..data.build import build_test_loader
 from ..evaluation import inference_on_dataset
 from ..modeling import build_model
 from .checkpoint import load_checkpoint
-from .defaults import default_setup, write_json
-from .trainer import amp_dtype, format_metrics
+from ..utils.io import write_json
+from ..utils.misc import amp_dtype
+from .defaults import default_setup
+from .trainer import format_metrics
 
 logger = logging.getLogger(__name__)
 
@@ -29,7 +31,7 @@ def run_inference(cfg: CfgNode, args: argparse.Namespace) -> Dict:
     loader, num_query = build_test_loader(cfg, cfg.TEST.DATA)
     test = cfg.TEST
     vis_dir = Path(cfg.OUTPUT_DIR) / "vis" if test.VIS else None
-    metrics = inference_on_dataset(model, loader, num_query, device, amp_dtype(cfg, device), test.DISTANCE,
+    metrics = inference_on_dataset(model, loader, num_query, device, amp_dtype(cfg.SOLVER.AMP, device), test.DISTANCE,
                                    test.RERANK, (test.RERANK_K1, test.RERANK_K2, test.RERANK_LAMBDA),
                                    vis_dir=vis_dir, vis_num=test.VIS_NUM)
     logger.info("%s on %s:\n%s", cfg.TEST.WEIGHT, cfg.TEST.DATA, format_metrics(metrics))

@@ -1,76 +1,56 @@
-"""Learning-rate schedules with plain-data state, so a resumed run continues them exactly."""
+"""Optimisers and learning-rate schedules, built from the config out of ``torch.optim`` classes.
 
-from bisect import bisect_right
-from typing import Dict, Sequence
+The ReID/generator rate is ``BASE_LR x warm-up x decay``: a linear warm-up (``LinearLR`` from
+``WARMUP_FACTOR`` to 1 over ``WARMUP_LENGTH`` steps, stepped per iteration or per epoch as
+``WARMUP_UNIT`` says) chained with a multi-step decay (``MultiStepLR``, gamma at each epoch of
+``STEPS``). ``WARMUP_UNIT epoch`` reproduces the reference run, whose scheduler was stepped once per
+epoch. The discriminators keep ``DISC_LR`` for the first half of the epochs, then decay linearly to
+zero (CycleGAN). Every scheduler's state is plain data, so a resumed run continues them exactly.
+"""
 
+from typing import Dict
+
+import torch
+from torch import nn
 from torch.optim import Optimizer
+from torch.optim.lr_scheduler import LambdaLR, LinearLR, LRScheduler, MultiStepLR
+
+from ..config import CfgNode
 
 
-class WarmupMultiStepLR:
-    """Linear warm-up over the first iterations, then ``gamma`` decay at each milestone epoch.
-
-    lr = base_lr * w(it) * gamma ** #{m in milestones : m <= epoch}, with
-    w(it) = factor + (1 - factor) * it / warmup_iters for it < warmup_iters, else 1.
-    Call :meth:`step` once per iteration, before the optimiser step.
-    """
-
-    def __init__(self, optimizer: Optimizer, milestones: Sequence[int], gamma: float,
-                 warmup_factor: float, warmup_iters: int):
-        self.optimizer = optimizer
-        self.milestones = sorted(milestones)
-        self.gamma = gamma
-        self.warmup_factor = warmup_factor
-        self.warmup_iters = warmup_iters
-        self.base_lrs = [group["lr"] for group in optimizer.param_groups]
-        self.iteration = 0
-
-    def factor(self, epoch: int) -> float:
-        """The multiplier of the base rate at the current iteration and ``epoch``."""
-        warmup = 1.0
-        if self.iteration < self.warmup_iters:
-            alpha = self.iteration / self.warmup_iters
-            warmup = self.warmup_factor * (1 - alpha) + alpha
-        return warmup * self.gamma ** bisect_right(self.milestones, epoch)
-
-    def step(self, epoch: int) -> None:
-        """Set the rate of this iteration and advance."""
-        factor = self.factor(epoch)
-        for group, base in zip(self.optimizer.param_groups, self.base_lrs):
-            group["lr"] = base * factor
-        self.iteration += 1
-
-    def state_dict(self) -> Dict:
-        """Plain-data state."""
-        return {"iteration": self.iteration, "base_lrs": list(self.base_lrs)}
-
-    def load_state_dict(self, state: Dict) -> None:
-        """Restore :meth:`state_dict`."""
-        self.iteration = state["iteration"]
-        self.base_lrs = list(state["base_lrs"])
+def build_optimizers(cfg: CfgNode, model: nn.Module, discriminators: nn.Module) -> Dict[str, Optimizer]:
+    """Adam for the trainable RVSL parameters ("model") and for the discriminators ("disc")."""
+    return {
+        "model": torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.SOLVER.BASE_LR,
+                                  weight_decay=cfg.SOLVER.WEIGHT_DECAY),
+        "disc": torch.optim.Adam(discriminators.parameters(), lr=cfg.SOLVER.DISC_LR,
+                                 betas=tuple(cfg.SOLVER.DISC_BETAS)),
+    }
 
 
-class LinearDecayLR:
-    """CycleGAN's discriminator schedule: constant for the first half of the epochs, then linear to zero."""
+def disc_lr_factor(epoch: int, max_epochs: int) -> float:
+    """Multiplier of the discriminators' rate during ``epoch`` (0-based): 1, then linear to 0 over the second half."""
+    half = max_epochs // 2
+    return 1.0 if epoch < half else (max_epochs - epoch) / (max_epochs - half)
 
-    def __init__(self, optimizer: Optimizer, max_epochs: int):
-        self.optimizer = optimizer
-        self.max_epochs = max_epochs
-        self.base_lrs = [group["lr"] for group in optimizer.param_groups]
 
-    def factor(self, epoch: int) -> float:
-        """Multiplier of the base rate during ``epoch`` (0-based)."""
-        half = self.max_epochs // 2
-        return 1.0 if epoch < half else (self.max_epochs - epoch) / (self.max_epochs - half)
+def build_lr_schedulers(cfg: CfgNode, optimizers: Dict[str, Optimizer]) -> Dict[str, LRScheduler]:
+    """``warmup`` and ``decay`` (chained on the model optimiser) and ``disc``; see the module docstring."""
+    solver = cfg.SOLVER
+    length = solver.WARMUP_LENGTH
+    max_epochs = solver.MAX_EPOCHS
+    return {
+        "warmup": LinearLR(optimizers["model"], start_factor=solver.WARMUP_FACTOR if length else 1.0,
+                           end_factor=1.0, total_iters=max(length, 1)),
+        "decay": MultiStepLR(optimizers["model"], list(solver.STEPS), solver.GAMMA),
+        "disc": LambdaLR(optimizers["disc"], lambda epoch: disc_lr_factor(epoch, max_epochs)),
+    }
 
-    def step(self, epoch: int) -> None:
-        """Set the rate for ``epoch``."""
-        for group, base in zip(self.optimizer.param_groups, self.base_lrs):
-            group["lr"] = base * self.factor(epoch)
 
-    def state_dict(self) -> Dict:
-        """Plain-data state."""
-        return {"base_lrs": list(self.base_lrs)}
-
-    def load_state_dict(self, state: Dict) -> None:
-        """Restore :meth:`state_dict`."""
-        self.base_lrs = list(state["base_lrs"])
+def step_schedulers(schedulers: Dict[str, LRScheduler], warmup_unit: str, end_of_epoch: bool) -> None:
+    """Advance the schedulers after an iteration (``end_of_epoch`` False) or after an epoch."""
+    if end_of_epoch:
+        schedulers["decay"].step()
+        schedulers["disc"].step()
+    if (warmup_unit == "epoch") == end_of_epoch:
+        schedulers["warmup"].step()

@@ -1,12 +1,13 @@
 """The three training stages as small step objects over one shared set of losses (DESIGN.md section 3).
 
-A step maps a batch to a dict of named, weighted losses. Every adversarial term goes through
-:meth:`StageStep.fool`, which also records the (real, generated) pair that the trainer then uses
-to update the same discriminator: the generator fools exactly the image kind that the
-discriminator is trained on (reference defect 3).
+A step maps a batch to a :class:`StepResult`: the named, weighted losses of the ReID network and
+generators, and the adversarial pairs it judged. Every adversarial term goes through
+:meth:`StageStep.fool`, which returns the generator's term together with the (real, generated) pair
+that the trainer then uses to update the same discriminator: the generator fools exactly the image
+kind that the discriminator is trained on (reference defect 3).
 """
 
-from typing import Callable, Dict, List, Mapping, Tuple
+from typing import Callable, Dict, List, NamedTuple, Tuple
 
 from torch import Tensor, nn
 
@@ -18,34 +19,43 @@ Losses = Dict[str, Tensor]
 OTHER = {"clear": "hazy", "hazy": "clear"}
 
 
+class AdversarialPair(NamedTuple):
+    """Images for one discriminator update: ``domain``'s discriminator, real examples, generated ones (detached)."""
+
+    domain: str
+    real: Tensor
+    generated: Tensor
+
+
+class StepResult(NamedTuple):
+    """What a stage step gives the trainer."""
+
+    losses: Losses
+    adversarial: List[AdversarialPair]
+
+
 class StageStep:
     """Base of the stage steps: the model, the discriminators by domain, and the loss weights."""
 
-    def __init__(self, model: nn.Module, discriminators: Mapping[str, nn.Module], cfg: CfgNode):
+    def __init__(self, model: nn.Module, discriminators: nn.Module, cfg: CfgNode):
         self.model = model
         self.discriminators = discriminators
         self.weights = cfg.LOSS
-        self.adversarial_pairs: List[Tuple[str, Tensor, Tensor]] = []
 
-    def __call__(self, batch: Dict) -> Losses:
-        """Named weighted losses of one batch; fills :attr:`adversarial_pairs` for the discriminator update."""
-        self.adversarial_pairs = []
-        return self.losses(batch)
-
-    def losses(self, batch: Dict) -> Losses:
+    def __call__(self, batch: Dict) -> StepResult:
         raise NotImplementedError
 
     def render(self, f1: Tensor, r1: Tensor, domain: str) -> Tensor:
         """Translate encoder features into an image of ``domain`` (G_C for clear, G_H for hazy)."""
         return self.model.render_clear(f1, r1) if domain == "clear" else self.model.render_hazy(f1, r1)
 
-    def fool(self, domain: str, generated: Tensor, real: Tensor) -> Tensor:
-        """LSGAN generator term for ``generated`` against the ``domain`` discriminator; records the pair."""
-        self.adversarial_pairs.append((domain, real.detach(), generated.detach()))
-        return lsgan_loss(self.discriminators[domain](generated), True)
+    def fool(self, domain: str, generated: Tensor, real: Tensor) -> Tuple[Tensor, AdversarialPair]:
+        """LSGAN generator term for ``generated`` against the ``domain`` discriminator, and the pair it judged."""
+        term = lsgan_loss(self.discriminators[domain](generated), True)
+        return term, AdversarialPair(domain, real.detach(), generated.detach())
 
     def synthetic(self, batch: Dict, reid: float, translation: float, ec: float, prefix: str = "") -> Tuple[Losses, Dict]:
-        """Supervised losses of synthetic pairs: ReID on both paths, translation to the twin, EC."""
+        """Supervised losses of synthetic pairs: ReID on both branches, translation to the twin, EC."""
         w = self.weights
         clear, hazy, pids = batch["clear"], batch["hazy"], batch["pid"]
         f1_c, r1_c = self.model.encode(clear, "clear")
@@ -63,14 +73,21 @@ class StageStep:
 
 
 class SupervisedStep(StageStep):
-    """Stage 1: synthetic pairs with labels, plus one discriminator per domain on the rendered images."""
+    """Stage 1: synthetic pairs with labels, plus one discriminator per domain on the rendered images.
 
-    def losses(self, batch: Dict) -> Losses:
+    The adversarial weight applies to the mean of the two generator terms, as in the reference
+    (``SYN_ADV x (L_clear + L_hazy) / 2``).
+    """
+
+    def __call__(self, batch: Dict) -> StepResult:
         w = self.weights
         losses, rendered = self.synthetic(batch, w.SYN_REID, w.SYN_TRANSLATION, w.SYN_EC)
+        adversarial = []
         for domain in ("clear", "hazy"):
-            losses[f"adv_{domain}"] = w.SYN_ADV * self.fool(domain, rendered[domain], batch[domain])
-        return losses
+            term, pair = self.fool(domain, rendered[domain], batch[domain])
+            losses[f"adv_{domain}"] = w.SYN_ADV * term / 2
+            adversarial.append(pair)
+        return StepResult(losses, adversarial)
 
 
 class UnsupervisedStep(StageStep):
@@ -82,13 +99,13 @@ class UnsupervisedStep(StageStep):
     whose real examples are the synthetic batch's images of that domain.
     """
 
-    def __init__(self, model: nn.Module, discriminators: Mapping[str, nn.Module], cfg: CfgNode, domain: str,
+    def __init__(self, model: nn.Module, discriminators: nn.Module, cfg: CfgNode, domain: str,
                  prior: Callable[[Tensor, Tensor], Tensor]):
         super().__init__(model, discriminators, cfg)
         self.domain = domain
         self.prior = prior
 
-    def losses(self, batch: Dict) -> Losses:
+    def __call__(self, batch: Dict) -> StepResult:
         w = self.weights
         losses, _ = self.synthetic(batch["syn"], w.AUX_REID, w.AUX_TRANSLATION, w.AUX_EC, prefix="aux_")
         real, other = batch["real"]["img"], OTHER[self.domain]
@@ -97,17 +114,18 @@ class UnsupervisedStep(StageStep):
         f1_t, r1_t = self.model.encode(translated, other)
         cycled = self.render(f1_t, r1_t, self.domain)
         clear, hazy = (real, translated) if self.domain == "clear" else (translated, real)
+        adv_term, pair = self.fool(other, translated, batch["syn"][other])
         losses.update({
             "real_ec": w.REAL_EC * consistency_loss(self.model.embed(r1_x).global_feat,
                                                     self.model.embed(r1_t).global_feat),
             "real_prior": w.REAL_PRIOR * self.prior(clear, hazy),
             "real_cycle": w.REAL_CYCLE * translation_loss(cycled, real),
-            f"real_adv_{other}": w.REAL_ADV * self.fool(other, translated, batch["syn"][other]),
+            f"real_adv_{other}": w.REAL_ADV * adv_term,
         })
-        return losses
+        return StepResult(losses, [pair])
 
 
-def build_step(cfg: CfgNode, model: nn.Module, discriminators: Mapping[str, nn.Module]) -> StageStep:
+def build_step(cfg: CfgNode, model: nn.Module, discriminators: nn.Module) -> StageStep:
     """The step object of ``cfg.MODE.STAGE``."""
     w = cfg.LOSS
     if cfg.MODE.STAGE == "STAGE1":
@@ -122,8 +140,3 @@ def build_step(cfg: CfgNode, model: nn.Module, discriminators: Mapping[str, nn.M
     def prior(clear: Tensor, hazy: Tensor) -> Tensor:
         return w.DCP * dcp_loss(clear, w.DCP_PATCH) + w.TV * tv_loss(clear) + w.CR_STAGE3 * cr_loss(clear, hazy)
     return UnsupervisedStep(model, discriminators, cfg, "hazy", prior)
-
-
-def discriminator_loss(discriminator: nn.Module, real: Tensor, generated: Tensor) -> Tensor:
-    """LSGAN discriminator objective: real images to 1, generated ones (from the replay pool) to 0."""
-    return 0.5 * (lsgan_loss(discriminator(real), True) + lsgan_loss(discriminator(generated), False))

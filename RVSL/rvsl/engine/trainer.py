@@ -1,122 +1,100 @@
-"""The one training engine: loop, optimisers, mixed precision, validation, checkpoints and resume."""
+"""The one training engine: the loop, the two updates per iteration, validation, checkpoints and resume."""
 
 import argparse
 import itertools
 import logging
-import math
 import time
 from collections import defaultdict
 from pathlib import Path
-from typing import Dict, Iterator, Optional
+from typing import Dict, Iterator, Tuple
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 from tqdm import tqdm
 
 from ..config import CfgNode, config_from_dict, config_to_dict
-from ..data.check import startup_check
 from ..data.build import STAGE_TEST_SET, build_test_loader, build_train_loaders
+from ..data.check import startup_check
 from ..evaluation import inference_on_dataset
-from ..modeling import ImagePool, build_discriminator, build_model, load_backbone_weights, load_matching_state
+from ..losses import discriminator_loss
+from ..modeling import ImagePool, build_discriminators, build_model, load_backbone_weights, load_matching_state
 from ..utils.errors import InputError
-from ..utils.plot import plot_losses
-from .checkpoint import is_rvsl_checkpoint, load_checkpoint, rng_state, safe_load, save_checkpoint, set_rng_state
-from .defaults import TrainingStopped, default_setup, write_json
-from .solver import LinearDecayLR, WarmupMultiStepLR
-from .stages import build_step, discriminator_loss
+from ..utils.io import safe_load
+from ..utils.misc import amp_dtype, to_device
+from .checkpoint import Checkpointer, is_rvsl_checkpoint
+from .defaults import default_setup
+from .guard import NonFiniteGuard
+from .hooks import BestMetricHook, CheckpointHook, EvalHook, HistoryHook
+from .solver import build_lr_schedulers, build_optimizers, step_schedulers
+from .stages import build_step
 
 logger = logging.getLogger(__name__)
 
 DOMAINS = ("clear", "hazy")
-AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
-
-
-def amp_dtype(cfg: CfgNode, device: torch.device) -> Optional[torch.dtype]:
-    """The autocast dtype of ``SOLVER.AMP`` on CUDA; None (full precision) otherwise."""
-    return AMP_DTYPES.get(cfg.SOLVER.AMP) if device.type == "cuda" else None
-
-
-def to_device(batch, device: torch.device):
-    """Move every tensor of a (nested) batch dict to ``device``."""
-    if isinstance(batch, dict):
-        return {key: to_device(value, device) for key, value in batch.items()}
-    if isinstance(batch, Tensor):
-        return batch.to(device, non_blocking=True)
-    return batch
 
 
 def format_metrics(metrics: Dict) -> str:
-    """One line per path: mAP, rank-1/5/10 and mINP in percent; then image quality if present."""
-    lines = [f"{'path':<7} {'mAP':>6} {'R-1':>6} {'R-5':>6} {'R-10':>6} {'mINP':>6}"]
-    for path in ("clear", "hazy", "fusion"):
-        if path in metrics:
-            m = metrics[path]
-            lines.append(f"{path:<7} " + " ".join(f"{100 * m[k]:6.2f}" for k in ("mAP", "rank1", "rank5", "rank10", "mINP")))
+    """One line per branch: mAP, rank-1/5/10 and mINP in percent; then image quality if present."""
+    lines = [f"{'branch':<7} {'mAP':>6} {'R-1':>6} {'R-5':>6} {'R-10':>6} {'mINP':>6}"]
+    for branch in ("clear", "hazy", "fusion"):
+        if branch in metrics:
+            m = metrics[branch]
+            lines.append(f"{branch:<7} " + " ".join(f"{100 * m[k]:6.2f}" for k in ("mAP", "rank1", "rank5", "rank10", "mINP")))
     if "quality" in metrics:
         lines.append("  ".join(f"{k} {v:.4f}" for k, v in sorted(metrics["quality"].items())))
     return "\n".join(lines)
 
 
 class Trainer:
-    """Trains one stage: builds data, networks, optimisers and the stage step from the config."""
+    """Trains one stage: builds data, networks, optimisers and the stage step from the config.
+
+    Everything a resumed run needs is named once, in :attr:`checkpointer`; saving and resuming loop
+    over it. End-of-epoch work (validation, best epoch, history, checkpoints) is done by hooks.
+    """
 
     def __init__(self, cfg: CfgNode, device: torch.device):
         self.cfg = cfg
         self.device = device
         self.output_dir = Path(cfg.OUTPUT_DIR)
-        self.checkpoint_dir = self.output_dir / "checkpoint"
+        self.max_epochs = cfg.SOLVER.MAX_EPOCHS
         self.loaders = build_train_loaders(cfg)
         self.test_loader, self.num_query = build_test_loader(cfg, STAGE_TEST_SET[cfg.MODE.STAGE])
 
         self.model = build_model(cfg, self.loaders.num_classes).to(device)
-        # D_clear judges clear images, D_hazy hazy ones ("clear" itself is a ModuleDict method name).
-        self.discriminators = nn.ModuleDict({f"D_{d}": build_discriminator(cfg) for d in DOMAINS}).to(device)
-        self.disc_by_domain = {d: self.discriminators[f"D_{d}"] for d in DOMAINS}
+        self.discriminators = build_discriminators(cfg).to(device)
         self.pools = {d: ImagePool(cfg.MODEL.POOL_SIZE) for d in DOMAINS}
-        self.optimizer = torch.optim.Adam([p for p in self.model.parameters() if p.requires_grad],
-                                          lr=cfg.SOLVER.BASE_LR, weight_decay=cfg.SOLVER.WEIGHT_DECAY)
-        self.disc_optimizer = torch.optim.Adam(self.discriminators.parameters(), lr=cfg.SOLVER.DISC_LR,
-                                               betas=tuple(cfg.SOLVER.DISC_BETAS))
-        self.scheduler = WarmupMultiStepLR(self.optimizer, cfg.SOLVER.STEPS, cfg.SOLVER.GAMMA,
-                                           cfg.SOLVER.WARMUP_FACTOR, cfg.SOLVER.WARMUP_ITERS)
-        self.disc_scheduler = LinearDecayLR(self.disc_optimizer, cfg.SOLVER.MAX_EPOCHS)
-        self.amp_dtype = amp_dtype(cfg, device)
-        use_scaler = self.amp_dtype == torch.float16
-        self.scalers = {name: torch.amp.GradScaler(device.type, enabled=use_scaler) for name in ("model", "disc")}
-        self.step = build_step(cfg, self.model, self.disc_by_domain)
-
+        self.optimizers = build_optimizers(cfg, self.model, self.discriminators)
+        self.schedulers = build_lr_schedulers(cfg, self.optimizers)
+        self.amp_dtype = amp_dtype(cfg.SOLVER.AMP, device)
+        self.scalers = {name: torch.amp.GradScaler(device.type, enabled=self.amp_dtype == torch.float16)
+                        for name in self.optimizers}
+        self.guard = NonFiniteGuard(cfg.SOLVER.MAX_NONFINITE)
+        self.step = build_step(cfg, self.model, self.discriminators)
+        self.hooks = [EvalHook(cfg.SOLVER.EVAL_PERIOD, self.validate), BestMetricHook(cfg.SOLVER.BEST_METRIC),
+                      HistoryHook(self.output_dir, cfg.MODE.STAGE), CheckpointHook()]
+        self.checkpointer = Checkpointer(self.output_dir / "checkpoint", {
+            "model": self.model,
+            "discriminators": self.discriminators,
+            **{f"optimizer.{name}": obj for name, obj in self.optimizers.items()},
+            **{f"scheduler.{name}": obj for name, obj in self.schedulers.items()},
+            **{f"scaler.{name}": obj for name, obj in self.scalers.items()},
+            **{f"pool.{name}": obj for name, obj in self.pools.items()},
+            "guard": self.guard,
+            **{f"hook.{hook.name}": hook for hook in self.hooks if hasattr(hook, "state_dict")},
+        })
         self.start_epoch = 0
-        self.best_score = -math.inf
-        self.best_epoch = 0
-        self.nonfinite_steps = 0
-        self._consecutive_nonfinite = 0
-        self.history = []
+        self.record: Dict = {}
         if cfg.MODEL.PRETRAIN_PATH:
             self.load_pretrained(cfg.MODEL.PRETRAIN_PATH)
         else:
             logger.info("MODEL.PRETRAIN_PATH is empty: starting from random weights")
 
     # ------------------------------------------------------------------ state
-    def state_dict(self) -> Dict:
-        """Everything a resumed run needs to continue exactly, as tensors and plain data."""
-        return {
-            "model": self.model.state_dict(),
-            "discriminators": self.discriminators.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "disc_optimizer": self.disc_optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
-            "disc_scheduler": self.disc_scheduler.state_dict(),
-            "scalers": {name: scaler.state_dict() for name, scaler in self.scalers.items()},
-            "pools": {d: pool.state_dict() for d, pool in self.pools.items()},
-            "best_score": self.best_score,
-            "best_epoch": self.best_epoch,
-            "nonfinite_steps": self.nonfinite_steps,
-            "history": self.history,
-            "num_classes": self.loaders.num_classes,
-            "rng": rng_state(),
-            "stage": self.cfg.MODE.STAGE,
-            "config": config_to_dict(self.cfg),
-        }
+    def save(self, name: str) -> Path:
+        """Write ``checkpoint/<name>.pth`` with the full training state and the epoch's record."""
+        return self.checkpointer.save(name, epoch=self.record["epoch"], metrics=self.record["metrics"],
+                                      stage=self.cfg.MODE.STAGE, config=config_to_dict(self.cfg),
+                                      num_classes=self.loaders.num_classes)
 
     def _check_model_matches(self, payload: Dict, path: str) -> None:
         saved = config_from_dict(payload["config"]).MODEL
@@ -126,34 +104,19 @@ class Trainer:
 
     def resume(self) -> None:
         """Restore the full training state from ``OUTPUT_DIR/checkpoint/last.pth``."""
-        path = self.checkpoint_dir / "last.pth"
+        path = self.checkpointer.save_dir / "last.pth"
         if not path.is_file():
             raise InputError(f"--resume: no checkpoint to resume from at {path}")
-        payload = load_checkpoint(str(path), "--resume", stage=self.cfg.MODE.STAGE)
+        payload = self.checkpointer.resume(path, self.cfg.MODE.STAGE)
         self._check_model_matches(payload, str(path))
-        self.model.load_state_dict(payload["model"])
-        self.discriminators.load_state_dict(payload["discriminators"])
-        self.optimizer.load_state_dict(payload["optimizer"])
-        self.disc_optimizer.load_state_dict(payload["disc_optimizer"])
-        self.scheduler.load_state_dict(payload["scheduler"])
-        self.disc_scheduler.load_state_dict(payload["disc_scheduler"])
-        for name, scaler in self.scalers.items():
-            scaler.load_state_dict(payload["scalers"][name])
-        for domain, pool in self.pools.items():
-            pool.load_state_dict(payload["pools"][domain])
         self.start_epoch = payload["epoch"]
-        self.best_score, self.best_epoch = payload["best_score"], payload["best_epoch"]
-        self.nonfinite_steps = payload["nonfinite_steps"]
-        self.history = list(payload["history"])
-        set_rng_state(payload["rng"])
-        logger.info("resumed from %s after epoch %d (best %s %.4f at epoch %d)", path, self.start_epoch,
-                    self.cfg.SOLVER.BEST_METRIC, self.best_score, self.best_epoch)
+        logger.info("resumed from %s after epoch %d", path, self.start_epoch)
 
     def load_pretrained(self, path: str) -> None:
         """Start from a previous stage's checkpoint (matching tensors only) or an ImageNet state dict."""
         payload = safe_load(path, "MODEL.PRETRAIN_PATH")
         if not is_rvsl_checkpoint(payload):
-            load_backbone_weights(self.model, path)
+            load_backbone_weights(self.model, payload, path)
             return
         self._check_model_matches(payload, path)
         logger.info("starting from %s (a %s checkpoint, epoch %d)", path, payload["stage"], payload["epoch"])
@@ -162,16 +125,6 @@ class Trainer:
             raise InputError(f"MODEL.PRETRAIN_PATH {path}: no tensor matches the model")
         if "discriminators" in payload:
             load_matching_state(self.discriminators, payload["discriminators"])
-
-    def save(self, epoch: int, metrics: Dict) -> None:
-        """Write ``last.pth`` (and ``best.pth`` when the validation score improved) atomically."""
-        payload = self.state_dict()
-        payload.update(epoch=epoch, metrics=metrics)
-        save_checkpoint(payload, self.checkpoint_dir / "last.pth")
-        if metrics and self.best_epoch == epoch:
-            save_checkpoint(payload, self.checkpoint_dir / "best.pth")
-            logger.info("new best %s %.4f: %s", self.cfg.SOLVER.BEST_METRIC, self.best_score,
-                        self.checkpoint_dir / "best.pth")
 
     # ------------------------------------------------------------------ loop
     def _batches(self, epoch: int) -> Iterator[Dict]:
@@ -191,106 +144,94 @@ class Trainer:
         for real, syn_batch in zip(self.loaders.real, endless_syn()):
             yield {"real": real, "syn": syn_batch}
 
-    def _check_finite(self, losses: Dict[str, Tensor], total: Tensor, epoch: int, iteration: int) -> bool:
-        """Count a non-finite loss and name it; stop after ``SOLVER.MAX_NONFINITE`` in a row."""
-        if torch.isfinite(total):
-            self._consecutive_nonfinite = 0
-            return True
-        self.nonfinite_steps += 1
-        self._consecutive_nonfinite += 1
-        names = [name for name, value in losses.items() if not torch.isfinite(value)]
-        logger.warning("non-finite loss %s at epoch %d iteration %d: step skipped (%d in a row)",
-                       ", ".join(names), epoch + 1, iteration + 1, self._consecutive_nonfinite)
-        if self._consecutive_nonfinite >= self.cfg.SOLVER.MAX_NONFINITE:
-            raise TrainingStopped(
-                f"{self._consecutive_nonfinite} consecutive non-finite losses ({', '.join(names)}) at epoch "
-                f"{epoch + 1}; stopped. The last good checkpoint is kept at {self.checkpoint_dir / 'last.pth'}")
-        return False
-
-    def _optimize(self, name: str, optimizer: torch.optim.Optimizer, loss: Tensor) -> None:
-        scaler = self.scalers[name]
+    def _update(self, name: str, loss: Tensor) -> None:
+        """One optimiser step of ``name`` ("model" or "disc") on ``loss``, through its grad scaler."""
+        optimizer, scaler = self.optimizers[name], self.scalers[name]
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.step(optimizer)
         scaler.update()
 
-    def train_iteration(self, batch: Dict, epoch: int, iteration: int) -> Dict[str, float]:
-        """One generator/ReID update then one discriminator update; returns the named loss values."""
+    def train_iteration(self, batch: Dict, where: str = "") -> Tuple[Dict[str, float], Dict[str, float]]:
+        """One ReID/generator update, then one discriminator update; returns both updates' named loss values.
+
+        A non-finite model loss skips the whole iteration; a non-finite discriminator loss skips that
+        update only. Each update counts its own consecutive failures (see :class:`NonFiniteGuard`).
+        """
         autocast = torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None)
         batch = to_device(batch, self.device)
         self.discriminators.requires_grad_(False)
         with autocast:
-            losses = self.step(batch)
-        total = sum(losses.values())
-        if not self._check_finite(losses, total, epoch, iteration):
-            return {}
-        self.scheduler.step(epoch)
-        self._optimize("model", self.optimizer, total)
+            result = self.step(batch)
+        total = sum(result.losses.values())
+        if not self.guard.check("model", result.losses, total, where):
+            return {}, {}
+        self._update("model", total)
+        step_schedulers(self.schedulers, self.cfg.SOLVER.WARMUP_UNIT, end_of_epoch=False)
 
         self.discriminators.requires_grad_(True)
         with autocast:
-            for domain, real, generated in self.step.adversarial_pairs:
-                losses[f"disc_{domain}"] = discriminator_loss(self.disc_by_domain[domain], real,
-                                                              self.pools[domain].query(generated))
-        disc_total = sum(v for k, v in losses.items() if k.startswith("disc_"))
-        if self._check_finite(losses, disc_total, epoch, iteration):
-            self._optimize("disc", self.disc_optimizer, disc_total)
-        return {name: value.item() for name, value in losses.items()}
+            disc_losses = {f"D_{pair.domain}": discriminator_loss(self.discriminators[pair.domain], pair.real,
+                                                                  self.pools[pair.domain].query(pair.generated))
+                           for pair in result.adversarial}
+        disc_total = sum(disc_losses.values())
+        finite = self.guard.check("disc", disc_losses, disc_total, where)
+        if finite:
+            self._update("disc", disc_total)
+        return ({k: v.item() for k, v in result.losses.items()},
+                {k: v.item() for k, v in disc_losses.items()} if finite else {})
 
-    def train_epoch(self, epoch: int) -> Dict[str, float]:
-        """Train one epoch; returns the mean of every named loss."""
-        self.model.train()
-        self.discriminators.train()
-        self.disc_scheduler.step(epoch)
+    def train_epoch(self, epoch: int) -> Tuple[Dict[str, float], Dict[str, float]]:
+        """Train one epoch; returns the epoch means of the model's and the discriminators' named losses."""
+        for module in (self.model, self.discriminators):
+            module.train()
         driver = self.loaders.real if self.loaders.real is not None else self.loaders.syn
         num_iters = len(driver)  # the P x K sampler draws the epoch's batches to count them
-        sums, counts = defaultdict(float), defaultdict(int)
+        sums = [defaultdict(float), defaultdict(float)]
+        counts = [defaultdict(int), defaultdict(int)]
         bar = tqdm(self._batches(epoch), total=num_iters, desc=f"{self.cfg.MODE.STAGE} epoch {epoch + 1}",
                    disable=None, dynamic_ncols=True, leave=False)
         for iteration, batch in enumerate(bar):
-            values = self.train_iteration(batch, epoch, iteration)
-            for name, value in values.items():
-                sums[name] += value
-                counts[name] += 1
-            if values:
-                bar.set_postfix(loss=f"{sum(v for k, v in values.items() if not k.startswith('disc_')):.3f}")
+            values = self.train_iteration(batch, f"epoch {epoch + 1} iteration {iteration + 1}")
+            for part, part_values in enumerate(values):
+                for name, value in part_values.items():
+                    sums[part][name] += value
+                    counts[part][name] += 1
+            if values[0]:
+                bar.set_postfix(loss=f"{sum(values[0].values()):.3f}")
             if (iteration + 1) % self.cfg.SOLVER.LOG_PERIOD == 0:
                 logger.info("epoch %d iter %d/%d lr %.2e  %s", epoch + 1, iteration + 1, num_iters,
-                            self.optimizer.param_groups[0]["lr"],
-                            "  ".join(f"{k} {sums[k] / counts[k]:.4f}" for k in sums))
-        return {name: sums[name] / counts[name] for name in sums}
+                            self.optimizers["model"].param_groups[0]["lr"],
+                            "  ".join(f"{k} {s[k] / c[k]:.4f}" for s, c in zip(sums, counts) for k in s))
+        losses, disc_losses = ({k: s[k] / c[k] for k in s} for s, c in zip(sums, counts))
+        return losses, disc_losses
 
     def validate(self) -> Dict:
-        """Metrics of the stage's own test set (clear, hazy and fused paths)."""
+        """Metrics by source: ``test_labels`` is the stage's labelled test set (reported; chosen on only by name)."""
         test = self.cfg.TEST
         metrics = inference_on_dataset(self.model, self.test_loader, self.num_query, self.device, self.amp_dtype,
                                        test.DISTANCE, test.RERANK, (test.RERANK_K1, test.RERANK_K2,
                                                                     test.RERANK_LAMBDA))
         logger.info("validation on %s:\n%s", STAGE_TEST_SET[self.cfg.MODE.STAGE], format_metrics(metrics))
-        return metrics
+        return {"test_labels": metrics}
 
     def train(self) -> None:
-        """Run the remaining epochs, validating every ``SOLVER.EVAL_PERIOD`` and saving every epoch."""
+        """Run the remaining epochs; after each, the hooks validate, track the best epoch, record and save."""
         cfg = self.cfg
-        path, _, name = cfg.SOLVER.BEST_METRIC.partition("/")
-        logger.info("training %s for epochs %d..%d", cfg.MODE.STAGE, self.start_epoch + 1, cfg.SOLVER.MAX_EPOCHS)
-        for epoch in range(self.start_epoch, cfg.SOLVER.MAX_EPOCHS):
+        logger.info("training %s for epochs %d..%d", cfg.MODE.STAGE, self.start_epoch + 1, self.max_epochs)
+        for epoch in range(self.start_epoch, self.max_epochs):
             start = time.perf_counter()
-            losses = self.train_epoch(epoch)
+            losses, disc_losses = self.train_epoch(epoch)
+            step_schedulers(self.schedulers, cfg.SOLVER.WARMUP_UNIT, end_of_epoch=True)
             seconds = time.perf_counter() - start
-            logger.info("epoch %d/%d done in %.1f s  %s", epoch + 1, cfg.SOLVER.MAX_EPOCHS, seconds,
-                        "  ".join(f"{k} {v:.4f}" for k, v in losses.items()))
-            last = epoch + 1 == cfg.SOLVER.MAX_EPOCHS
-            period = cfg.SOLVER.EVAL_PERIOD
-            metrics = self.validate() if last or (period and (epoch + 1) % period == 0) else {}
-            if metrics and metrics[path][name] > self.best_score:
-                self.best_score, self.best_epoch = metrics[path][name], epoch + 1
-            self.history.append({"epoch": epoch + 1, "seconds": seconds, "losses": losses, "metrics": metrics})
-            self.save(epoch + 1, metrics)
-            write_json(self.output_dir / "history.json", {"stage": cfg.MODE.STAGE, "epochs": self.history})
-            plot_losses(self.history, self.output_dir / "losses.png",
-                        f"{cfg.MODE.STAGE} losses / first-epoch value (log scale)")
-        logger.info("done: best %s %.4f at epoch %d", cfg.SOLVER.BEST_METRIC, self.best_score, self.best_epoch)
+            logger.info("epoch %d/%d done in %.1f s  %s", epoch + 1, self.max_epochs, seconds,
+                        "  ".join(f"{k} {v:.4f}" for k, v in {**losses, **disc_losses}.items()))
+            self.record = {"epoch": epoch + 1, "seconds": seconds, "losses": losses, "disc_losses": disc_losses,
+                           "metrics": {}}
+            for hook in self.hooks:
+                hook.after_epoch(self)
+        for hook in self.hooks:
+            hook.after_train(self)
 
 
 def train_stage(cfg: CfgNode, args: argparse.Namespace) -> None:

@@ -1,6 +1,6 @@
 """Losses: identity (CE, triplet), translation and consistency, LSGAN, and the haze priors."""
 
-from .gan import lsgan_loss
+from .gan import discriminator_loss, lsgan_loss
 from .priors import cr_loss, dcp_loss, estimate_airlight, midc_loss, tv_loss
 from .reid import cross_entropy, pairwise_distance, reid_loss, triplet_loss
 from .translation import consistency_loss, translation_loss
@@ -10,6 +10,7 @@ __all__ = [
     "cr_loss",
     "cross_entropy",
     "dcp_loss",
+    "discriminator_loss",
     "estimate_airlight",
     "lsgan_loss",
     "midc_loss",

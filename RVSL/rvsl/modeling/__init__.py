@@ -1,15 +1,16 @@
 """Networks: the RVSL model (encoders, ReID body, generators), the PatchGAN discriminator, the image pool."""
 
 from .backbones import BACKBONE_NAMES, build_resnet
-from .discriminator import PatchDiscriminator
+from .discriminator import DomainDiscriminators, PatchDiscriminator
 from .generator import DoubleConv, Generator
 from .pool import ImagePool
 from .resnet_ibn_a import IBN, resnet50_ibn_a, resnet101_ibn_a
-from .rvsl_model import RVSL, Encoder, ReIDHead, ReIDOutput, build_discriminator, build_model
-from .weights import load_backbone_weights, load_matching_state
+from .rvsl_model import RVSL, Encoder, ReIDHead, ReIDOutput, build_discriminators, build_model
+from .weights import backbone_state, load_backbone_weights, load_matching_state
 
 __all__ = [
     "BACKBONE_NAMES",
+    "DomainDiscriminators",
     "DoubleConv",
     "Encoder",
     "Generator",
@@ -19,7 +20,8 @@ __all__ = [
     "RVSL",
     "ReIDHead",
     "ReIDOutput",
-    "build_discriminator",
+    "backbone_state",
+    "build_discriminators",
     "build_model",
     "build_resnet",
     "load_backbone_weights",

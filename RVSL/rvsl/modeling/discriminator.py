@@ -32,3 +32,16 @@ class PatchDiscriminator(nn.Module):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Patch scores B x 1 x h x w for images B x C x H x W in [0, 1]."""
         return self.net(images * 2.0 - 1.0)
+
+
+class DomainDiscriminators(nn.Module):
+    """The two discriminators by image domain: ``clear`` judges clear images, ``hazy`` hazy ones."""
+
+    def __init__(self, base_channels: int = 64) -> None:
+        super().__init__()
+        self.clear = PatchDiscriminator(3, base_channels)
+        self.hazy = PatchDiscriminator(3, base_channels)
+
+    def __getitem__(self, domain: str) -> PatchDiscriminator:
+        """The discriminator of ``domain`` ("clear" or "hazy")."""
+        return getattr(self, domain)

@@ -11,7 +11,7 @@ from torchvision.models import ResNet
 
 from ..utils.errors import InputError
 from .backbones import build_resnet, stage_channels
-from .discriminator import PatchDiscriminator
+from .discriminator import DomainDiscriminators
 from .generator import Generator
 
 logger = logging.getLogger(__name__)
@@ -173,8 +173,8 @@ def build_model(cfg, num_classes: int) -> RVSL:
     return model
 
 
-def build_discriminator(cfg) -> PatchDiscriminator:
-    """A PatchGAN discriminator with cfg.MODEL.DISC_CHANNELS channels in its first layer."""
+def build_discriminators(cfg) -> DomainDiscriminators:
+    """The clear and hazy PatchGAN discriminators, cfg.MODEL.DISC_CHANNELS channels in their first layer."""
     if cfg.MODEL.DISC_CHANNELS < 1:
         raise InputError(f"MODEL.DISC_CHANNELS must be >= 1, got {cfg.MODEL.DISC_CHANNELS}")
-    return PatchDiscriminator(3, cfg.MODEL.DISC_CHANNELS)
+    return DomainDiscriminators(cfg.MODEL.DISC_CHANNELS)

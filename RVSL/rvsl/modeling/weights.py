@@ -1,8 +1,7 @@
 """Loading weights: ImageNet backbones from a local file, and shape-matched states between stages."""
 
 import logging
-import os
-from typing import Dict, List, Mapping, Tuple
+from typing import Any, Dict, List, Mapping, Tuple
 
 import torch
 from torch import nn
@@ -39,18 +38,13 @@ def load_matching_state(module: nn.Module, state: Mapping[str, torch.Tensor]) ->
     return list(matched), skipped
 
 
-def _read_state_dict(path: str) -> Dict[str, torch.Tensor]:
-    """The tensors of a local state-dict file, unwrapped from {"state_dict": ...} and stripped of "module."."""
-    if not os.path.isfile(path):
-        raise InputError(f"MODEL.PRETRAIN_PATH: no such file '{path}'")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # any unreadable or unsafe pickle is a bad file
-        raise InputError(f"MODEL.PRETRAIN_PATH: '{path}' is not a readable PyTorch state dict ({exc})") from exc
+def backbone_state(payload: Any, source: str) -> Dict[str, torch.Tensor]:
+    """The tensors of a loaded state dict, unwrapped from {"state_dict": ...} and stripped of "module."."""
+    state = payload
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
     if not isinstance(state, dict) or not any(isinstance(v, torch.Tensor) for v in state.values()):
-        raise InputError(f"MODEL.PRETRAIN_PATH: '{path}' does not hold a state dict of tensors")
+        raise InputError(f"MODEL.PRETRAIN_PATH: '{source}' does not hold a state dict of tensors")
     return {
         (key[len("module."):] if key.startswith("module.") else key): value
         for key, value in state.items()
@@ -58,9 +52,12 @@ def _read_state_dict(path: str) -> Dict[str, torch.Tensor]:
     }
 
 
-def load_backbone_weights(model: nn.Module, path: str) -> None:
-    """Load an ImageNet ResNet state dict (torchvision or IBN-Net layout) into both encoders and D_ReID's layer2-4."""
-    state = _read_state_dict(path)
+def load_backbone_weights(model: nn.Module, payload: Any, source: str) -> None:
+    """Load an ImageNet ResNet state dict (torchvision or IBN-Net layout) into both encoders and D_ReID's layer2-4.
+
+    ``payload`` is the loaded file (see :func:`rvsl.utils.io.safe_load`), ``source`` its path for messages.
+    """
+    state = backbone_state(payload, source)
     mapped: Dict[str, torch.Tensor] = {}
     for key, value in state.items():
         part = key.split(".", 1)[0]
@@ -71,5 +68,5 @@ def load_backbone_weights(model: nn.Module, path: str) -> None:
             mapped[f"reid.{key}"] = value
     loaded, skipped = load_matching_state(model, mapped)
     if not loaded:
-        raise InputError(f"MODEL.PRETRAIN_PATH: no tensor of '{path}' matches the backbone {getattr(model, 'backbone_name', '')}")
-    logger.info("ImageNet weights from %s: %d tensors loaded, %d skipped", path, len(loaded), len(skipped))
+        raise InputError(f"MODEL.PRETRAIN_PATH: no tensor of '{source}' matches the backbone {getattr(model, 'backbone_name', '')}")
+    logger.info("ImageNet weights from %s: %d tensors loaded, %d skipped", source, len(loaded), len(skipped))

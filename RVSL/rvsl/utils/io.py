@@ -1,6 +1,6 @@
-"""Atomic file writes: a hidden temporary file beside the target, renamed into place once complete.
+"""File I/O: atomic writes, and the one safe loader of checkpoint files.
 
-A reader (or a resumed run) therefore sees either the previous file or the finished new one, never
+Writes go to a hidden temporary file beside the target, renamed into place once complete: a reader (or a resumed run) therefore sees either the previous file or the finished new one, never
 half of one. Temporary names start with "." and end with :data:`TMP_SUFFIX`, so dataset scanners
 ignore them and a resumed build can remove them.
 """
@@ -8,9 +8,14 @@ ignore them and a resumed build can remove them.
 import contextlib
 import json
 import os
+import pickle
 import uuid
 from pathlib import Path
 from typing import Any, Iterator, Union
+
+import torch
+
+from .errors import InputError
 
 TMP_SUFFIX = ".part"
 PathLike = Union[str, "os.PathLike[str]"]
@@ -48,3 +53,20 @@ def write_bytes_atomic(path: PathLike, data: bytes, durable: bool = False) -> No
 def write_json(path: PathLike, data: Any) -> None:
     """Write ``data`` as indented, key-sorted JSON atomically."""
     write_bytes_atomic(path, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode("utf-8"))
+
+
+def safe_load(path: str, key: str) -> Any:
+    """``torch.load`` on the CPU with ``weights_only=True``: tensors and plain data only, never code.
+
+    ``key`` names the config key or option that gave ``path``, for the error message. This is the
+    project's one way to read a checkpoint or state-dict file.
+    """
+    if not path:
+        raise InputError(f"{key} is empty: name a checkpoint file")
+    if not Path(path).is_file():
+        raise InputError(f"{key}: file not found: {path}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError) as exc:
+        detail = str(exc).splitlines()[0] if str(exc) else "no detail"
+        raise InputError(f"{key}: {path} is not a loadable checkpoint ({type(exc).__name__}: {detail})") from exc

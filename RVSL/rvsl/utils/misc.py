@@ -1,8 +1,9 @@
-"""Seeding and device selection."""
+"""Seeding, device selection, mixed-precision dtype and moving batches to the device."""
 
 import logging
 import os
 import random
+from typing import Any, Optional
 
 import numpy as np
 import torch
@@ -36,3 +37,20 @@ def resolve_device(name: str) -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise InputError(f"MODEL.DEVICE is '{name}' but CUDA is not available on this machine (use auto or cpu)")
     return device
+
+
+AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def amp_dtype(amp: str, device: torch.device) -> Optional[torch.dtype]:
+    """The autocast dtype of ``SOLVER.AMP`` ("off", "bf16", "fp16") on CUDA; None (full precision) elsewhere."""
+    return AMP_DTYPES.get(amp) if device.type == "cuda" else None
+
+
+def to_device(batch: Any, device: torch.device) -> Any:
+    """Move every tensor of a (nested) batch dict to ``device``."""
+    if isinstance(batch, dict):
+        return {key: to_device(value, device) for key, value in batch.items()}
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=True)
+    return batch

@@ -1,0 +1,116 @@
+"""End-of-epoch work as small hooks (detectron2 style): validate, track the best epoch, record, save.
+
+The trainer calls every hook's ``after_epoch`` in order after each epoch, with the epoch's record in
+``trainer.record`` (``epoch``, ``seconds``, ``losses``, ``disc_losses``, ``metrics``). A hook with
+state defines ``state_dict`` / ``load_state_dict`` and is checkpointed under its ``name``.
+"""
+
+import logging
+import math
+from typing import Any, Callable, Dict, List, Optional
+
+from ..utils.io import write_json
+from ..utils.plot import plot_losses
+
+logger = logging.getLogger(__name__)
+
+
+class HookBase:
+    """A no-op hook; subclasses override what they need."""
+
+    name = ""
+
+    def after_epoch(self, trainer: Any) -> None:
+        """Run after each epoch."""
+
+    def after_train(self, trainer: Any) -> None:
+        """Run once after the last epoch."""
+
+
+class EvalHook(HookBase):
+    """Validate every ``period`` epochs and after the last one (``period`` 0: only after the last)."""
+
+    def __init__(self, period: int, validate: Callable[[], Dict]):
+        self.period = period
+        self.validate = validate
+
+    def after_epoch(self, trainer: Any) -> None:
+        epoch = trainer.record["epoch"]
+        if epoch == trainer.max_epochs or (self.period and epoch % self.period == 0):
+            trainer.record["metrics"] = self.validate()
+
+
+def metric_value(metrics: Dict, name: str) -> Optional[float]:
+    """The value of ``"source/branch/metric"`` (or ``"source/metric"``) in nested ``metrics``, None if absent."""
+    node: Any = metrics
+    for part in name.split("/"):
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return float(node)
+
+
+class BestMetricHook(HookBase):
+    """Tracks ``SOLVER.BEST_METRIC`` (higher is better; ``last`` takes every epoch) and marks an improved epoch."""
+
+    name = "best"
+
+    def __init__(self, metric: str):
+        self.metric = metric
+        self.best_score = -math.inf
+        self.best_epoch = 0
+
+    def after_epoch(self, trainer: Any) -> None:
+        record = trainer.record
+        score = float(record["epoch"]) if self.metric == "last" else metric_value(record["metrics"], self.metric)
+        record["is_best"] = score is not None and score > self.best_score
+        if record["is_best"]:
+            self.best_score, self.best_epoch = score, record["epoch"]
+
+    def after_train(self, trainer: Any) -> None:
+        logger.info("best.pth: epoch %d (%s %.4f)", self.best_epoch, self.metric, self.best_score)
+
+    def state_dict(self) -> Dict[str, Any]:
+        """Plain-data state."""
+        return {"best_score": self.best_score, "best_epoch": self.best_epoch}
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        """Restore :meth:`state_dict`."""
+        self.best_score, self.best_epoch = state["best_score"], state["best_epoch"]
+
+
+class HistoryHook(HookBase):
+    """Appends each epoch's record to ``history.json`` and redraws ``losses.png``."""
+
+    name = "history"
+
+    def __init__(self, output_dir: Any, stage: str):
+        self.output_dir = output_dir
+        self.stage = stage
+        self.epochs: List[Dict] = []
+
+    def after_epoch(self, trainer: Any) -> None:
+        record = {key: value for key, value in trainer.record.items() if key != "is_best"}
+        self.epochs.append(record)
+        write_json(self.output_dir / "history.json", {"stage": self.stage, "epochs": self.epochs})
+        curves = [{"epoch": e["epoch"], "losses": {**e["losses"], **e["disc_losses"]}} for e in self.epochs]
+        plot_losses(curves, self.output_dir / "losses.png", f"{self.stage} losses / first-epoch value (log scale)")
+
+    def state_dict(self) -> Dict[str, Any]:
+        """Plain-data state."""
+        return {"epochs": self.epochs}
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        """Restore :meth:`state_dict`."""
+        self.epochs = list(state["epochs"])
+
+
+class CheckpointHook(HookBase):
+    """Writes ``last.pth`` after every epoch, and ``best.pth`` when the epoch is marked best."""
+
+    def after_epoch(self, trainer: Any) -> None:
+        path = trainer.save("last")
+        if trainer.record.get("is_best"):
+            best = trainer.save("best")
+            logger.info("best.pth is now epoch %d: %s", trainer.record["epoch"], best)
+        logger.debug("saved %s", path)
