@@ -15,7 +15,7 @@ __all__ = ["CfgNode", "get_cfg_defaults", "load_config", "check_config", "config
 STAGES = ("STAGE1", "STAGE2", "STAGE3")
 TEST_SETS = ("SYN", "REAL_CLEAR", "REAL_FOGGY")
 # Label-free checkpoint-choice proxies on unlabelled real images (rvsl/evaluation/proxies.py).
-REAL_PROXIES = ("cycle_psnr", "agreement")
+REAL_PROXIES = ("cycle_psnr", "agreement", "knn_overlap")
 MODEL_NAMES = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "resnet50_ibn_a", "resnet101_ibn_a")
 _CHOICES = {
     "MODE.STAGE": STAGES,

@@ -123,7 +123,7 @@ _C.SOLVER.MAX_NONFINITE = 5
 #   "syn_val/<branch>/<metric>"  the synthetic validation split held out of the training identities
 #                                (VAL.SYN_IDENTITIES); branch clear/hazy/fusion, metric mAP/rank1/mINP
 #   "real_proxy/<proxy>"         label-free proxies on held-out unlabelled real images of stages 2-3
-#                                (VAL.REAL_IMAGES): cycle_psnr or agreement (see rvsl/evaluation/proxies.py)
+#                                (VAL.REAL_IMAGES): cycle_psnr, agreement or knn_overlap (rvsl/evaluation/proxies.py)
 #   "last"                       the last epoch
 #   "test_labels/<branch>/<metric>"  CHOSEN ON THE STAGE'S LABELLED TEST SET: numbers reported on that
 #                                set after such a choice are optimistic (the reference code's choice).

@@ -1,0 +1,73 @@
+"""Label-free checkpoint choice and the AdaBN baseline: proxies and BatchNorm re-estimation, checked by hand."""
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from rvsl.engine.adabn import adapt_batchnorm
+from rvsl.engine.hooks import metric_value
+from rvsl.evaluation.proxies import knn_overlap, real_proxies
+from rvsl.modeling import RVSL
+
+
+def test_knn_overlap_matches_a_loop():
+    gen = torch.Generator().manual_seed(0)
+    a, b = torch.randn(12, 5, generator=gen), torch.randn(12, 5, generator=gen)
+    k = 3
+    expected = []
+    for i in range(12):
+        def top(x):
+            sims = [(float(F.cosine_similarity(x[i], x[j], dim=0)), j) for j in range(12) if j != i]
+            return {j for _, j in sorted(sims, reverse=True)[:k]}
+        expected.append(len(top(a) & top(b)) / k)
+    assert knn_overlap(a, b, k) == pytest.approx(np.mean(expected), abs=1e-6)
+    assert knn_overlap(a, a, k) == 1.0
+
+
+def test_real_proxies_against_a_hand_computation():
+    torch.manual_seed(0)
+    model = RVSL("resnet18", num_classes=3).eval()
+    images = torch.rand(6, 3, 32, 32)
+    loader = [{"img": images[:4]}, {"img": images[4:]}]
+    proxies = real_proxies(model, loader, "hazy", torch.device("cpu"), k=2)
+    with torch.no_grad():
+        f1, r1 = model.encode(images, "hazy")
+        dehazed = model.render_clear(f1, r1)
+        f1_c, r1_c = model.encode(dehazed, "clear")
+        cycled = model.render_hazy(f1_c, r1_c)
+        own, other = model.embed(r1).bn_feat, model.embed(r1_c).bn_feat
+    mse = ((cycled - images) ** 2).flatten(1).mean(1).numpy()
+    assert proxies["cycle_psnr"] == pytest.approx(float(np.mean(10 * np.log10(1 / mse))), rel=1e-5)
+    cos = [float(own[i] @ other[i] / (own[i].norm() * other[i].norm())) for i in range(6)]
+    assert proxies["agreement"] == pytest.approx(float(np.mean(cos)), abs=1e-5)
+    assert proxies["knn_overlap"] == pytest.approx(knn_overlap(own, other, 2))
+    assert not model.training
+
+
+def test_adabn_reestimates_only_the_branch_statistics():
+    torch.manual_seed(0)
+    model = RVSL("resnet18", num_classes=3).eval()
+    weights = {k: v.clone() for k, v in model.named_parameters()}
+    clear_stats = model.enc_clear.bn1.running_mean.clone()
+    images = torch.rand(10, 3, 32, 32) * 0.5 + 0.4
+    seen = adapt_batchnorm(model, [{"img": images[:5]}, {"img": images[5:]}], "hazy", torch.device("cpu"))
+    assert seen == 10
+    with torch.no_grad():  # the first BN: the average over the two batches of conv1's per-channel statistics
+        conv = model.enc_hazy.conv1((images - model.pixel_mean) / model.pixel_std)
+    halves = conv[:5], conv[5:]
+    mean = sum(h.mean(dim=(0, 2, 3)) for h in halves) / 2
+    var = sum(h.var(dim=(0, 2, 3), unbiased=True) for h in halves) / 2
+    assert torch.allclose(model.enc_hazy.bn1.running_mean, mean, atol=1e-5)
+    assert torch.allclose(model.enc_hazy.bn1.running_var, var, rtol=1e-4)
+    assert torch.allclose(mean, conv.mean(dim=(0, 2, 3)), atol=1e-5)  # equal batches: the mean over all images
+    assert torch.equal(model.enc_clear.bn1.running_mean, clear_stats)
+    assert all(torch.equal(v, weights[k]) for k, v in model.named_parameters())
+    assert model.enc_hazy.bn1.momentum == 0.1 and not model.training
+
+
+def test_metric_value_reads_nested_names():
+    metrics = {"syn_val": {"hazy": {"mAP": 0.25}}, "real_proxy": {"agreement": 0.5}}
+    assert metric_value(metrics, "syn_val/hazy/mAP") == 0.25
+    assert metric_value(metrics, "real_proxy/agreement") == 0.5
+    assert metric_value(metrics, "test_labels/hazy/mAP") is None
