@@ -5,24 +5,23 @@ from typing import Dict, Optional, Sequence, Tuple
 from torch.utils.data import Dataset
 
 from .fvrid import ImageRecord, PairRecord
-from .transforms import joint_augment, read_image
+from .transforms import Augment, joint_augment, read_image
 
 
 class _TrainDataset(Dataset):
-    """Training items read at ``size`` with one random flip and crop shared by all images of an item."""
+    """Training items read at ``size``, one random augmentation shared by all images of an item."""
 
-    def __init__(self, items: Sequence, size: Tuple[int, int], flip_prob: float, padding: int):
+    def __init__(self, items: Sequence, size: Tuple[int, int], augment: Augment):
         self.items = list(items)
         self.size = tuple(size)
-        self.flip_prob = flip_prob
-        self.padding = padding
+        self.augment = augment
 
     def __len__(self) -> int:
         return len(self.items)
 
     def read(self, *paths: str):
         """The images at ``paths``, augmented identically."""
-        return joint_augment([read_image(path, self.size) for path in paths], self.flip_prob, self.padding)
+        return joint_augment([read_image(path, self.size) for path in paths], self.augment)
 
 
 class PairDataset(_TrainDataset):
@@ -43,13 +42,13 @@ class UnlabelledDataset(_TrainDataset):
 
 
 class TestDataset(Dataset):
-    """Query then gallery images: ``{"img", "pid", "camid", "path"}`` plus ``"gt"`` (clear twin) if given."""
+    """Query then gallery images: ``{"img", "pid", "camid", "path"}`` plus ``"twin"`` (clear twin) if given."""
 
     def __init__(self, records: Sequence[ImageRecord], size: Tuple[int, int],
-                 gt_paths: Optional[Sequence[str]] = None):
+                 twin_paths: Optional[Sequence[str]] = None):
         self.records = list(records)
         self.size = tuple(size)
-        self.gt_paths = list(gt_paths) if gt_paths is not None else None
+        self.twin_paths = list(twin_paths) if twin_paths is not None else None
 
     def __len__(self) -> int:
         return len(self.records)
@@ -58,6 +57,6 @@ class TestDataset(Dataset):
         record = self.records[index]
         item = {"img": read_image(record.path, self.size), "pid": record.pid, "camid": record.camid,
                 "path": record.path}
-        if self.gt_paths is not None:
-            item["gt"] = read_image(self.gt_paths[index], self.size)
+        if self.twin_paths is not None:
+            item["twin"] = read_image(self.twin_paths[index], self.size)
         return item
