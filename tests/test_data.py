@@ -13,8 +13,7 @@ import torch
 from helpers import write_image
 from rvsl.config import load_config
 from rvsl.data import fvrid
-from rvsl.data.build import build_test_loader, build_train_loaders, build_val_loader
-from rvsl.data.build import test_set_available as set_available  # aliased: pytest would collect test_*
+from rvsl.data.build import build_test_loader, build_train_loaders, build_val_loader, test_set_available
 from rvsl.data.fvrid import ImageRecord, pair_twins, parse_name, relabel, scan_labelled
 from rvsl.data.samplers import PKBatchSampler, ShuffleBatchSampler
 from rvsl.data.transforms import Augment, joint_augment, read_image
@@ -325,10 +324,10 @@ def test_real_test_folders_are_optional(tiny_fvrid, tmp_path):
     cfg = tiny_cfg(root, "MODE.STAGE", "STAGE2", "VAL.SYN_IDENTITIES", "1")
     assert next(iter(build_train_loaders(cfg).real))["img"].shape == (4, 3, 32, 32)
     assert build_val_loader(cfg)[1] == 2
-    assert [set_available(cfg, name) for name in ("SYN", "REAL_CLEAR", "REAL_FOGGY")] == [True, False, True]
+    assert [test_set_available(cfg, name) for name in ("SYN", "REAL_CLEAR", "REAL_FOGGY")] == [True, False, True]
     shutil.rmtree(root / "FVRID_syn" / "gallery_clear")
-    assert not set_available(cfg, "SYN")
+    assert not test_set_available(cfg, "SYN")
     with pytest.raises(InputError, match=r"data folder not found: .*query_clear \(DATASETS.REAL_QUERY_CLEAR_PATH\)"):
         build_test_loader(cfg, "REAL_CLEAR")
     with pytest.raises(InputError, match="TEST.DATA is 'REAL'"):
-        set_available(cfg, "REAL")
+        test_set_available(cfg, "REAL")

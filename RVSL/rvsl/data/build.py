@@ -73,9 +73,9 @@ def held_out_identities(pids: Sequence[int], count: int, seed: int) -> Set[int]:
     The distinct identities are sorted, permuted by ``numpy.random.default_rng(seed)`` and the
     first ``count`` taken, so the split depends on the identities and the seed alone.
     """
-    ordered = sorted(set(int(p) for p in pids))
     if count <= 0:
         return set()
+    ordered = sorted(set(int(p) for p in pids))
     return {ordered[i] for i in np.random.default_rng(seed).permutation(len(ordered))[:count]}
 
 
@@ -157,6 +157,9 @@ def test_set_available(cfg: CfgNode, test_set: str) -> bool:
     if test_set == "SYN":
         keys += [SYN_GT_KEYS[key] for key in TEST_KEYS[test_set]]
     return all(os.path.isdir(folder(cfg, key)) for key in keys)
+
+
+test_set_available.__test__ = False  # a library function: pytest must not collect it where a test imports it
 
 
 def build_test_loader(cfg: CfgNode, test_set: str) -> Tuple[DataLoader, int]:
