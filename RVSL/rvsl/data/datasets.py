@@ -42,13 +42,13 @@ class UnlabelledDataset(_TrainDataset):
 
 
 class TestDataset(Dataset):
-    """Query then gallery images: ``{"img", "pid", "camid", "path"}`` plus ``"twin"`` (clear twin) if given."""
+    """Query then gallery images: ``{"img", "pid", "camid", "path"}`` plus ``"gt"`` (clear twin) if given."""
 
     def __init__(self, records: Sequence[ImageRecord], size: Tuple[int, int],
-                 twin_paths: Optional[Sequence[str]] = None):
+                 gt_paths: Optional[Sequence[str]] = None):
         self.records = list(records)
         self.size = tuple(size)
-        self.twin_paths = list(twin_paths) if twin_paths is not None else None
+        self.gt_paths = list(gt_paths) if gt_paths is not None else None
 
     def __len__(self) -> int:
         return len(self.records)
@@ -57,6 +57,6 @@ class TestDataset(Dataset):
         record = self.records[index]
         item = {"img": read_image(record.path, self.size), "pid": record.pid, "camid": record.camid,
                 "path": record.path}
-        if self.twin_paths is not None:
-            item["twin"] = read_image(self.twin_paths[index], self.size)
+        if self.gt_paths is not None:
+            item["twin"] = read_image(self.gt_paths[index], self.size)
         return item
