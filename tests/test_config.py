@@ -31,6 +31,15 @@ def test_published_settings():
     assert (cfg.LOSS.AUX_REID, cfg.LOSS.AUX_TRANSLATION, cfg.LOSS.REAL_CYCLE, cfg.LOSS.REAL_PRIOR) == (10, 100, 100, 0.01)
 
 
+def test_reference_augmentation_defaults():
+    """The reference recipe's augmentation (DESIGN.md section 3); no validation split unless asked for."""
+    cfg = load_config(None)
+    assert (cfg.INPUT.FLIP_PROB, list(cfg.INPUT.RESIZE_RANGE), cfg.INPUT.PADDING) == (0.5, [1.0, 1.2], 0)
+    assert (cfg.INPUT.ERASE_PROB, list(cfg.INPUT.ERASE_AREA), cfg.INPUT.ERASE_ASPECT) == (0.5, [0.02, 0.4], 0.3)
+    assert list(cfg.INPUT.ERASE_FILL) == [0.4914, 0.4822, 0.4465] and cfg.VAL.SYN_IDENTITIES == 0
+    assert load_config(None, ["INPUT.RESIZE_RANGE", "[1.0, 1.0]", "VAL.SYN_IDENTITIES", "6"]).VAL.SYN_IDENTITIES == 6
+
+
 def test_merge_order_file_then_opts():
     cfg = load_config(str(ROOT / "configs" / "demo.yml"), ["SOLVER.MAX_EPOCHS", "7", "MODEL.NAME", "resnet34"])
     assert cfg.SOLVER.MAX_EPOCHS == 7 and cfg.MODEL.NAME == "resnet34"
@@ -54,6 +63,19 @@ def test_stage_is_fixed_by_script():
     (["INPUT.SIZE_TRAIN", "[30, 64]"], "INPUT.SIZE_TRAIN"),
     (["SOLVER.BEST_METRIC", "fusion/mAP"], "SOLVER.BEST_METRIC"),
     (["SOLVER.WARMUP_UNIT", "epochs"], "SOLVER.WARMUP_UNIT"),
+    (["INPUT.FLIP_PROB", "1.5"], "INPUT.FLIP_PROB must be a number, each in [0.0, 1.0]; got 1.5"),
+    (["INPUT.RESIZE_RANGE", "[0.9, 1.2]"], "INPUT.RESIZE_RANGE must be [low, high] with low <= high"),
+    (["INPUT.RESIZE_RANGE", "[1.2, 1.0]"], "INPUT.RESIZE_RANGE must be [low, high] with low <= high"),
+    (["INPUT.RESIZE_RANGE", "[1.0]"], "INPUT.RESIZE_RANGE"),
+    (["INPUT.PADDING", "-1"], "INPUT.PADDING"),
+    (["INPUT.ERASE_PROB", "-0.1"], "INPUT.ERASE_PROB"),
+    (["INPUT.ERASE_AREA", "[0.4, 0.02]"], "INPUT.ERASE_AREA must be [low, high]"),
+    (["INPUT.ERASE_AREA", "[0.02, 1.5]"], "INPUT.ERASE_AREA"),
+    (["INPUT.ERASE_ASPECT", "0.0"], "INPUT.ERASE_ASPECT"),
+    (["INPUT.ERASE_ASPECT", "3.3"], "INPUT.ERASE_ASPECT"),
+    (["INPUT.ERASE_FILL", "[0.5, 0.5]"], "INPUT.ERASE_FILL must be 3 numbers"),
+    (["INPUT.ERASE_FILL", "['a', 0.5, 0.5]"], "INPUT.ERASE_FILL"),
+    (["VAL.SYN_IDENTITIES", "-1"], "VAL.SYN_IDENTITIES must be 0"),
 ])
 def test_bad_options_name_the_key(opts, message):
     with pytest.raises(InputError, match=message.replace("[", r"\[")):

@@ -1,6 +1,7 @@
 """FVRID data layer: names, relabelling, twins, samplers, loaders, and the bad-data cases."""
 
 import logging
+import random
 import shutil
 from collections import Counter
 from pathlib import Path
@@ -12,11 +13,16 @@ import torch
 from helpers import write_image
 from rvsl.config import load_config
 from rvsl.data import fvrid
-from rvsl.data.build import build_test_loader, build_train_loaders
+from rvsl.data.build import build_test_loader, build_train_loaders, build_val_loader, test_set_available
 from rvsl.data.fvrid import ImageRecord, pair_twins, parse_name, relabel, scan_labelled
 from rvsl.data.samplers import PKBatchSampler, ShuffleBatchSampler
+from rvsl.data.transforms import Augment, joint_augment, read_image
 from rvsl.haze import sample_haze_params, synthesize
 from rvsl.utils.errors import InputError
+
+
+FILL = (0.4914, 0.4822, 0.4465)
+NO_AUGMENT = ["INPUT.FLIP_PROB", "0.0", "INPUT.RESIZE_RANGE", "[1.0, 1.0]", "INPUT.ERASE_PROB", "0.0"]
 
 
 def tiny_cfg(root: Path, *opts):
@@ -135,7 +141,7 @@ def test_test_loader_syn_has_clear_ground_truth(tiny_fvrid):
     loader, num_query = build_test_loader(tiny_cfg(tiny_fvrid), "SYN")
     batch = next(iter(loader))
     assert num_query == 4
-    assert batch["gt"].shape == batch["img"].shape
+    assert batch["twin"].shape == batch["img"].shape
     assert all("query_foggy" in p for p in batch["path"][:num_query])
 
 
@@ -180,3 +186,148 @@ def test_haze_parameters_in_published_ranges():
     assert draws[:, 1].min() >= 1.0 and draws[:, 1].max() <= 5.0
     again = np.array([sample_haze_params(np.random.default_rng(0)) for _ in range(1)])
     assert np.allclose(again[0], draws[0])
+
+
+def test_augmentation_changes_the_batch(tiny_fvrid):
+    """The default (reference) augmentation alters the images; with it turned off the loader reads them as is."""
+    random.seed(3)
+    augmented = next(iter(build_train_loaders(tiny_cfg(tiny_fvrid)).syn))
+    loaders = build_train_loaders(tiny_cfg(tiny_fvrid, *NO_AUGMENT))
+    plain = next(iter(loaders.syn))
+    assert torch.equal(augmented["pid"], plain["pid"])  # same sampler draw, so the same pairs
+    changed = [not torch.equal(a, b) for a, b in zip(augmented["clear"], plain["clear"])]
+    assert sum(changed) >= len(changed) - 1
+    first = loaders.syn.dataset.items[next(iter(loaders.syn.batch_sampler))[0]]
+    assert torch.equal(plain["clear"][0], read_image(first.clear, (32, 32)))
+
+
+def test_twins_get_the_same_geometry_and_erasing():
+    """A hazy twin that is an exact function of the clear image stays one, pixel for pixel, after augmentation."""
+    random.seed(0)
+    fill = torch.tensor(FILL).view(3, 1, 1)
+    augment = Augment(0.5, (1.0, 1.2), 0, 0.5, (0.02, 0.4), 0.3, FILL)
+    erased = resized = 0
+    for draw in range(60):
+        clear = torch.rand(3, 40, 48)
+        if draw == 30:
+            augment = augment._replace(padding=3)
+        a, b, c = joint_augment([clear, 1 - clear, clear * 0.5], augment)
+        mask, pad = (a == fill).all(0), (a == 0).all(0)  # erased; zero padding (draws 30 on)
+        assert torch.equal(mask, (b == fill).all(0)) and torch.equal(mask, (c == fill).all(0))
+        assert (b[:, pad] == 0).all() and (c[:, pad] == 0).all() and (draw >= 30 or not pad.any())
+        keep = ~mask & ~pad
+        assert torch.allclose(b[:, keep], 1 - a[:, keep], atol=1e-6)
+        assert torch.allclose(c[:, keep], a[:, keep] * 0.5, atol=1e-6)
+        erased += bool(mask.any())
+        resized += not torch.allclose(a[:, ~mask], clear[:, ~mask], atol=1e-6)
+    assert 15 <= erased <= 45 and resized >= 50
+
+
+def _ramp(height: int, width: int) -> torch.Tensor:
+    """Channel 0 rises along x, channel 1 along y: the resize factors can be read back from the slopes."""
+    x = torch.arange(width, dtype=torch.float64).expand(height, width) / width
+    y = torch.arange(height, dtype=torch.float64)[:, None].expand(height, width) / height
+    return torch.stack([x, y, torch.zeros_like(x)])
+
+
+def test_resize_and_crop_stay_in_the_configured_range():
+    """Per-axis factors in U(1, 1.2), drawn independently; the crop is the centre of the enlarged image."""
+    random.seed(1)
+    height, width = 64, 80
+    image = _ramp(height, width)
+    scales, flips = [], 0
+    for _ in range(200):
+        (out,) = joint_augment([image], Augment(flip_prob=0.5, resize_range=(1.0, 1.2)))
+        slope_x = (out[0, 5, -3] - out[0, 5, 2]).item() / (width - 5)
+        flipped = slope_x < 0  # the x ramp runs backwards
+        if flipped:
+            flips += 1
+            out, slope_x = out.flip(-1), -slope_x
+        slope_y = (out[1, -3, 5] - out[1, 2, 5]).item() / (height - 5)
+        sx, sy = 1 / (slope_x * width), 1 / (slope_y * height)
+        new_w, new_h = round(sx * width), round(sy * height)
+        assert sx == pytest.approx(new_w / width, abs=1e-6) and sy == pytest.approx(new_h / height, abs=1e-6)
+        # Output column k shows source x = (k + left + 0.5) / sx - 0.5 (flipped back: the other half-pixel).
+        left = (new_w - width + flipped) // 2
+        expected = ((torch.arange(width) + left + 0.5) / sx - 0.5) / width
+        assert torch.allclose(out[0, 7, 2:-2], expected[2:-2].double(), atol=1e-5)
+        scales.append((sx, sy))
+    scales = np.array(scales)
+    assert scales.min() >= 1.0 and scales.max() <= 1.2 + 0.5 / height
+    assert 70 <= flips <= 130
+    assert scales.min(0).max() < 1.03 and scales.max(0).min() > 1.17
+    assert np.mean(scales[:, 0] != scales[:, 1]) > 0.8 and abs(np.corrcoef(scales.T)[0, 1]) < 0.3
+
+
+def test_random_erasing_statistics():
+    """Erasing with p 0.5: one filled rectangle, area fraction in [0.02, 0.4], aspect in [0.3, 1 / 0.3]."""
+    random.seed(2)
+    size = 100
+    fill = torch.tensor(FILL).view(3, 1, 1)
+    fractions, aspects = [], []
+    for _ in range(400):
+        (out,) = joint_augment([torch.zeros(3, size, size)], Augment(erase_prob=0.5))
+        mask = (out == fill).all(0)
+        if not mask.any():
+            assert torch.equal(out, torch.zeros(3, size, size))
+            continue
+        rows, cols = mask.any(1).nonzero()[:, 0], mask.any(0).nonzero()[:, 0]
+        h, w = rows[-1] - rows[0] + 1, cols[-1] - cols[0] + 1
+        assert mask.sum() == h * w and (out[:, ~mask] == 0).all()  # one filled rectangle, nothing else
+        fractions.append(float(h * w) / size ** 2)
+        aspects.append(float(h) / float(w))
+    assert 160 <= len(fractions) <= 240
+    assert 0.02 - 0.005 <= min(fractions) < 0.04 and 0.35 < max(fractions) <= 0.4 + 0.01
+    assert 0.3 * 0.9 <= min(aspects) < 0.4 and 2.8 < max(aspects) <= 1 / 0.3 * 1.1
+
+
+def _train_pids(loaders) -> set:
+    return {fvrid.parse_name(Path(p.clear).name)[0] for p in loaders.syn.dataset.items}
+
+
+def test_synthetic_validation_split(tiny_fvrid):
+    """VAL.SYN_IDENTITIES identities leave training and form a query/gallery set of hazy images with clear twins."""
+    cfg = tiny_cfg(tiny_fvrid, "VAL.SYN_IDENTITIES", "2", "MODE.SEED", "4")
+    loaders = build_train_loaders(cfg)
+    loader, num_query = build_val_loader(cfg)
+    everything = sorted({r.pid for r in scan_labelled(str(tiny_fvrid / "FVRID_syn" / "train_clear"))})
+    held = {everything[i] for i in np.random.default_rng(4).permutation(len(everything))[:2]}
+    assert loaders.num_classes == 4 and _train_pids(loaders) == set(everything) - held
+    batch = next(iter(loader))
+    assert set(batch) == {"img", "pid", "camid", "path", "twin"}
+    assert set(batch["pid"].tolist()) == held and len(batch["pid"]) == 2 * 2 * 2  # 2 ids x 2 cams x 2 images
+    assert num_query == 4  # one query per held-out identity and camera: the first file name
+    for i, path in enumerate(batch["path"]):
+        same = sorted(p for p, q, c in zip(batch["path"], batch["pid"], batch["camid"])
+                      if q == batch["pid"][i] and c == batch["camid"][i])
+        assert "train_foggy" in path and (path == same[0]) == (i < num_query)
+        twin = str(tiny_fvrid / "FVRID_syn" / "train_clear" / Path(path).name)
+        assert torch.equal(batch["twin"][i], read_image(twin, (32, 32)))
+    other = build_train_loaders(tiny_cfg(tiny_fvrid, "VAL.SYN_IDENTITIES", "2", "MODE.SEED", "5"))
+    assert _train_pids(other) != _train_pids(loaders)
+    assert build_val_loader(tiny_cfg(tiny_fvrid)) is None
+
+
+def test_validation_split_errors_name_the_key(tiny_fvrid):
+    with pytest.raises(InputError, match=r"VAL.SYN_IDENTITIES is 6 but .*train_clear has only 6 identities"):
+        build_val_loader(tiny_cfg(tiny_fvrid, "VAL.SYN_IDENTITIES", "6"))
+    with pytest.raises(InputError, match=r"DATALOADER.NUM_IDENTITIES: .*VAL.SYN_IDENTITIES = 4 are held out"):
+        build_train_loaders(tiny_cfg(tiny_fvrid, "VAL.SYN_IDENTITIES", "4"))
+
+
+def test_real_test_folders_are_optional(tiny_fvrid, tmp_path):
+    """Stages 2/3 need only their unlabelled training folder; an absent real test set is reported, not read."""
+    root = tmp_path / "data"
+    shutil.copytree(tiny_fvrid, root)
+    for name in ("query_clear", "gallery_clear"):
+        shutil.rmtree(root / "FVRID_clear" / name)
+    cfg = tiny_cfg(root, "MODE.STAGE", "STAGE2", "VAL.SYN_IDENTITIES", "1")
+    assert next(iter(build_train_loaders(cfg).real))["img"].shape == (4, 3, 32, 32)
+    assert build_val_loader(cfg)[1] == 2
+    assert [test_set_available(cfg, name) for name in ("SYN", "REAL_CLEAR", "REAL_FOGGY")] == [True, False, True]
+    shutil.rmtree(root / "FVRID_syn" / "gallery_clear")
+    assert not test_set_available(cfg, "SYN")
+    with pytest.raises(InputError, match=r"data folder not found: .*query_clear \(DATASETS.REAL_QUERY_CLEAR_PATH\)"):
+        build_test_loader(cfg, "REAL_CLEAR")
+    with pytest.raises(InputError, match="TEST.DATA is 'REAL'"):
+        test_set_available(cfg, "REAL")

@@ -353,7 +353,7 @@ def fake_loader(tmp_path, with_gt: bool, num_q: int = 6, num_g: int = 18, size: 
     for s in range(0, len(pids), 5):
         batch = {"img": hazy[s:s + 5], "pid": pids[s:s + 5], "camid": cams[s:s + 5], "path": paths[s:s + 5]}
         if with_gt:
-            batch["gt"] = clear[s:s + 5]
+            batch["twin"] = clear[s:s + 5]
         batches.append(batch)
     return batches, num_q
 
@@ -370,8 +370,8 @@ def test_inference_on_dataset_with_ground_truth(tmp_path):
     assert all(0.0 <= v <= 1.0 for v in out["fusion"].values())
     assert model.training  # mode restored
     # quality recomputed by hand (the fake model is exact on CPU, where autocast is not used)
-    dehaze = torch.cat([psnr(model.render_clear(*model.encode(b["img"], "hazy")), b["gt"]) for b in loader])
-    rehaze = torch.cat([ssim(model.render_hazy(*model.encode(b["gt"], "clear")), b["img"]) for b in loader])
+    dehaze = torch.cat([psnr(model.render_clear(*model.encode(b["img"], "hazy")), b["twin"]) for b in loader])
+    rehaze = torch.cat([ssim(model.render_hazy(*model.encode(b["twin"], "clear")), b["img"]) for b in loader])
     assert out["quality"]["dehaze_psnr"] == pytest.approx(float(dehaze.mean()), rel=1e-5)
     assert out["quality"]["rehaze_ssim"] == pytest.approx(float(rehaze.mean()), rel=1e-5)
     for name in ("rank_clear.png", "rank_hazy.png", "rank_fusion.png", "triplets.png"):

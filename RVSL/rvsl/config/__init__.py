@@ -77,6 +77,30 @@ def check_config(cfg: CfgNode) -> None:
         size = _get(cfg, key)
         if len(size) != 2 or any(int(s) < 32 or int(s) % 4 for s in size):
             raise InputError(f"{key} must be [height, width], each a multiple of 4 and at least 32; got {list(size)}")
+    _check_input(cfg)
+
+
+def _within(key: str, value, low: float, high: float, count: int = 1, ascending: bool = False) -> None:
+    """Raise naming ``key`` unless it holds ``count`` numbers in ``[low, high]`` (``ascending``: low <= high)."""
+    values = list(value) if isinstance(value, (list, tuple)) else [value]
+    numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+    if (len(values) != count or not numbers or not all(low <= v <= high for v in values)
+            or (ascending and values != sorted(values))):
+        shape = "[low, high] with low <= high" if ascending else "a number" if count == 1 else f"{count} numbers"
+        raise InputError(f"{key} must be {shape}, each in [{low}, {high}]; got {value!r}")
+
+
+def _check_input(cfg: CfgNode) -> None:
+    """Ranges of the augmentation keys (INPUT.*) and of the synthetic validation split (VAL.*)."""
+    _within("INPUT.FLIP_PROB", cfg.INPUT.FLIP_PROB, 0.0, 1.0)
+    _within("INPUT.RESIZE_RANGE", cfg.INPUT.RESIZE_RANGE, 1.0, 4.0, 2, ascending=True)
+    _within("INPUT.PADDING", cfg.INPUT.PADDING, 0, min(cfg.INPUT.SIZE_TRAIN))
+    _within("INPUT.ERASE_PROB", cfg.INPUT.ERASE_PROB, 0.0, 1.0)
+    _within("INPUT.ERASE_AREA", cfg.INPUT.ERASE_AREA, 1e-6, 1.0, 2, ascending=True)
+    _within("INPUT.ERASE_ASPECT", cfg.INPUT.ERASE_ASPECT, 1e-3, 1.0)
+    _within("INPUT.ERASE_FILL", cfg.INPUT.ERASE_FILL, 0.0, 1.0, 3)
+    if cfg.VAL.SYN_IDENTITIES < 0:
+        raise InputError(f"VAL.SYN_IDENTITIES must be 0 (no split) or a positive count, got {cfg.VAL.SYN_IDENTITIES}")
 
 
 def load_config(config_file: Optional[str] = None, opts: Sequence[str] = (), stage: Optional[str] = None) -> CfgNode:

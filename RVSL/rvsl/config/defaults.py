@@ -53,10 +53,22 @@ _C.INPUT.SIZE_TEST = [384, 384]
 # ImageNet statistics used to normalise the encoders' input.
 _C.INPUT.PIXEL_MEAN = [0.485, 0.456, 0.406]
 _C.INPUT.PIXEL_STD = [0.229, 0.224, 0.225]
-# Probability of a horizontal flip (applied identically to both images of a synthetic pair).
+# Train-time augmentation, one random draw applied identically to both images of a synthetic pair
+# (and to each real image), in this order (the reference recipe; DESIGN.md section 3):
+# Probability of a horizontal flip.
 _C.INPUT.FLIP_PROB = 0.5
-# Zero padding before the random crop back to SIZE_TRAIN (0 disables the crop).
-_C.INPUT.PADDING = 10
+# Resize each axis by its own factor drawn from U(low, high), then crop the centre back to
+# SIZE_TRAIN; both at least 1 ([1.0, 1.0] turns it off).
+_C.INPUT.RESIZE_RANGE = [1.0, 1.2]
+# Zero padding before a random crop back to SIZE_TRAIN; 0 (the reference recipe) turns it off.
+_C.INPUT.PADDING = 0
+# Random erasing (Zhong et al., AAAI 2020): probability (0 turns it off); erased area as a
+# fraction of the image, U(low, high); aspect ratio h / w drawn from U(ERASE_ASPECT, 1 / ERASE_ASPECT);
+# RGB fill in [0, 1].
+_C.INPUT.ERASE_PROB = 0.5
+_C.INPUT.ERASE_AREA = [0.02, 0.4]
+_C.INPUT.ERASE_ASPECT = 0.3
+_C.INPUT.ERASE_FILL = [0.4914, 0.4822, 0.4465]
 
 # ---------------------------------------------------------------------------- #
 # Datasets: the FVRID layout (one key per folder; relative paths are under DATA_PATH).
@@ -87,6 +99,18 @@ _C.DATALOADER.NUM_IDENTITIES = 6
 _C.DATALOADER.NUM_INSTANCES = 6
 # Real (unlabelled) images per batch in stages 2 and 3; published: 3K = 18.
 _C.DATALOADER.REAL_BATCH_SIZE = 18
+
+# ---------------------------------------------------------------------------- #
+# Label-free validation: a labelled SYNTHETIC split held out from the synthetic training
+# identities, so a stage's best.pth can be chosen without any real label.
+# ---------------------------------------------------------------------------- #
+_C.VAL = CN()
+# Synthetic training identities held out (removed from training and from the classifier's classes):
+# the first SYN_IDENTITIES of a permutation of the sorted identity ids drawn from MODE.SEED. Per held-out
+# identity and camera the first image (sorted file path) is a query, every other image is gallery;
+# the hazy images are evaluated, their clear twins feed the image-quality figures.
+# 0 (default) holds nothing out: the published recipe trains on every synthetic identity.
+_C.VAL.SYN_IDENTITIES = 0
 
 # ---------------------------------------------------------------------------- #
 # Solver

@@ -2,16 +2,18 @@
 
 import logging
 import os
-from typing import List, NamedTuple, Optional, Tuple
+from typing import Dict, List, NamedTuple, Optional, Sequence, Set, Tuple
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
 from ..config import CfgNode
 from ..utils.errors import InputError
 from .datasets import PairDataset, TestDataset, UnlabelledDataset
-from .fvrid import ImageRecord, list_images, pair_twins, relabel, scan_labelled, summarize
+from .fvrid import ImageRecord, PairRecord, list_images, pair_twins, relabel, scan_labelled, summarize
 from .samplers import PKBatchSampler, ShuffleBatchSampler
+from .transforms import Augment
 
 logger = logging.getLogger(__name__)
 
@@ -58,21 +60,66 @@ def _log_table(rows: List[Tuple[str, str, str, str]]) -> None:
         logger.info("%-*s %8s %11s %8s", width, name, images, ids, cams)
 
 
+def augment_from_cfg(cfg: CfgNode) -> Augment:
+    """The train-time augmentation of ``cfg.INPUT``."""
+    i = cfg.INPUT
+    return Augment(i.FLIP_PROB, tuple(i.RESIZE_RANGE), i.PADDING, i.ERASE_PROB, tuple(i.ERASE_AREA),
+                   i.ERASE_ASPECT, tuple(i.ERASE_FILL))
+
+
+def held_out_identities(pids: Sequence[int], count: int, seed: int) -> Set[int]:
+    """The ``count`` identities of ``pids`` held out for validation: a prefix of a seeded permutation.
+
+    The distinct identities are sorted, permuted by ``numpy.random.default_rng(seed)`` and the
+    first ``count`` taken, so the split depends on the identities and the seed alone.
+    """
+    if count <= 0:
+        return set()
+    ordered = sorted(set(int(p) for p in pids))
+    return {ordered[i] for i in np.random.default_rng(seed).permutation(len(ordered))[:count]}
+
+
+def query_gallery_split(pairs: Sequence[PairRecord]) -> Tuple[List[PairRecord], List[PairRecord]]:
+    """Per identity and camera, the first pair in sorted hazy-path order is a query; all others are gallery."""
+    query: Dict[Tuple[int, int], PairRecord] = {}
+    gallery = []
+    for pair in sorted(pairs, key=lambda p: p.hazy):
+        if (pair.pid, pair.camid) in query:
+            gallery.append(pair)
+        else:
+            query[(pair.pid, pair.camid)] = pair
+    return list(query.values()), gallery
+
+
+def _syn_train_split(cfg: CfgNode) -> Tuple[List[PairRecord], List[PairRecord]]:
+    """Synthetic training pairs (original identities): those kept for training, those held out (VAL)."""
+    pairs = pair_twins(_labelled(cfg, "SYN_TRAIN_CLEAR_PATH"), _labelled(cfg, "SYN_TRAIN_FOGGY_PATH"))
+    count = cfg.VAL.SYN_IDENTITIES
+    num_ids = len({p.pid for p in pairs})
+    if count >= num_ids:
+        raise InputError(f"VAL.SYN_IDENTITIES is {count} but {folder(cfg, 'SYN_TRAIN_CLEAR_PATH')} has only "
+                         f"{num_ids} identities; hold out fewer")
+    held = held_out_identities([p.pid for p in pairs], count, cfg.MODE.SEED)
+    return [p for p in pairs if p.pid not in held], [p for p in pairs if p.pid in held]
+
+
 def build_train_loaders(cfg: CfgNode) -> TrainLoaders:
-    """Loaders of a stage: P x K synthetic pairs, plus shuffled unlabelled real images in stages 2/3."""
-    clear = _labelled(cfg, "SYN_TRAIN_CLEAR_PATH")
-    hazy = _labelled(cfg, "SYN_TRAIN_FOGGY_PATH")
-    pairs = pair_twins(clear, hazy)
+    """Loaders of a stage: P x K synthetic pairs, plus shuffled unlabelled real images in stages 2/3.
+
+    Identities held out by ``VAL.SYN_IDENTITIES`` are left out (and out of the class count).
+    """
+    pairs, held = _syn_train_split(cfg)
     relabelled, mapping = relabel(ImageRecord(p.clear, p.pid, p.camid) for p in pairs)
     pairs = [p._replace(pid=r.pid) for p, r in zip(pairs, relabelled)]
     rows = [(cfg.DATASETS.SYN_TRAIN_CLEAR_PATH + " (pairs)", *map(str, summarize(relabelled)))]
-    size, flip, pad = tuple(cfg.INPUT.SIZE_TRAIN), cfg.INPUT.FLIP_PROB, cfg.INPUT.PADDING
+    size, augment = tuple(cfg.INPUT.SIZE_TRAIN), augment_from_cfg(cfg)
     try:
         sampler = PKBatchSampler([p.pid for p in pairs], cfg.DATALOADER.NUM_IDENTITIES,
                                  cfg.DATALOADER.NUM_INSTANCES, cfg.MODE.SEED)
     except ValueError as exc:
-        raise InputError(f"DATALOADER.NUM_IDENTITIES: {exc} ({folder(cfg, 'SYN_TRAIN_CLEAR_PATH')})") from exc
-    syn = _loader(cfg, PairDataset(pairs, size, flip, pad), batch_sampler=sampler)
+        kept = f" once VAL.SYN_IDENTITIES = {len({p.pid for p in held})} are held out" if held else ""
+        raise InputError(f"DATALOADER.NUM_IDENTITIES: {exc}{kept} ({folder(cfg, 'SYN_TRAIN_CLEAR_PATH')})") from exc
+    syn = _loader(cfg, PairDataset(pairs, size, augment), batch_sampler=sampler)
 
     real = None
     real_key = REAL_TRAIN_KEY[cfg.MODE.STAGE]
@@ -82,28 +129,66 @@ def build_train_loaders(cfg: CfgNode) -> TrainLoaders:
             real_sampler = ShuffleBatchSampler(len(paths), cfg.DATALOADER.REAL_BATCH_SIZE, cfg.MODE.SEED)
         except ValueError as exc:
             raise InputError(f"DATALOADER.REAL_BATCH_SIZE: {exc} ({folder(cfg, real_key)})") from exc
-        real = _loader(cfg, UnlabelledDataset(paths, size, flip, pad), batch_sampler=real_sampler)
+        real = _loader(cfg, UnlabelledDataset(paths, size, augment), batch_sampler=real_sampler)
         rows.append((cfg.DATASETS[real_key], str(len(paths)), "unlabelled", "-"))
     _log_table(rows)
     return TrainLoaders(syn, real, len(mapping))
 
 
-def build_test_loader(cfg: CfgNode, test_set: str) -> Tuple[DataLoader, int]:
-    """Loader over the query then gallery images of ``test_set``, and the number of queries."""
+def _test_loader(cfg: CfgNode, query: List[ImageRecord], gallery: List[ImageRecord],
+                 twins: Optional[List[str]]) -> Tuple[DataLoader, int]:
+    dataset = TestDataset(query + gallery, tuple(cfg.INPUT.SIZE_TEST), twins)
+    return _loader(cfg, dataset, batch_size=cfg.TEST.IMS_PER_BATCH, shuffle=False), len(query)
+
+
+def _hazy_records(pairs: Sequence[PairRecord]) -> List[ImageRecord]:
+    return [ImageRecord(p.hazy, p.pid, p.camid) for p in pairs]
+
+
+def _check_test_set(test_set: str) -> None:
     if test_set not in TEST_KEYS:
         raise InputError(f"TEST.DATA is {test_set!r}; expected one of {', '.join(TEST_KEYS)}")
-    records, gt_paths, rows = [], [], []
+
+
+def test_set_available(cfg: CfgNode, test_set: str) -> bool:
+    """Whether the query and gallery folders of ``test_set`` (and, for SYN, their clear twins) exist."""
+    _check_test_set(test_set)
+    keys = list(TEST_KEYS[test_set])
+    if test_set == "SYN":
+        keys += [SYN_GT_KEYS[key] for key in TEST_KEYS[test_set]]
+    return all(os.path.isdir(folder(cfg, key)) for key in keys)
+
+
+test_set_available.__test__ = False  # a library function: pytest must not collect it where a test imports it
+
+
+def build_test_loader(cfg: CfgNode, test_set: str) -> Tuple[DataLoader, int]:
+    """Loader over the query then gallery images of ``test_set``, and the number of queries."""
+    _check_test_set(test_set)
+    records, twins, rows = [], [], []
     for key in TEST_KEYS[test_set]:
         part = _labelled(cfg, key)
         if test_set == "SYN":
-            twins = pair_twins(_labelled(cfg, SYN_GT_KEYS[key]), part)
-            part = [ImageRecord(p.hazy, p.pid, p.camid) for p in twins]
-            gt_paths += [p.clear for p in twins]
+            pairs = pair_twins(_labelled(cfg, SYN_GT_KEYS[key]), part)
+            part = _hazy_records(pairs)
+            twins += [p.clear for p in pairs]
         rows.append((cfg.DATASETS[key], *map(str, summarize(part))))
         records.append(part)
     _log_table(rows)
-    query, gallery = records
-    dataset = TestDataset(query + gallery, tuple(cfg.INPUT.SIZE_TEST), gt_paths if test_set == "SYN" else None)
-    loader = _loader(cfg, dataset, batch_size=cfg.TEST.IMS_PER_BATCH, shuffle=False)
-    return loader, len(query)
+    return _test_loader(cfg, *records, twins if test_set == "SYN" else None)
 
+
+def build_val_loader(cfg: CfgNode) -> Optional[Tuple[DataLoader, int]]:
+    """Loader over the held-out synthetic identities (hazy images, clear "twin"), and the number of queries.
+
+    None when ``VAL.SYN_IDENTITIES`` is 0. Query/gallery rule: :func:`query_gallery_split`. No real
+    label is read: the split comes from the synthetic training folders alone.
+    """
+    if cfg.VAL.SYN_IDENTITIES == 0:
+        return None
+    _, held = _syn_train_split(cfg)
+    query, gallery = query_gallery_split(held)
+    name = cfg.DATASETS.SYN_TRAIN_FOGGY_PATH
+    _log_table([(f"{name} (held-out {part})", *map(str, summarize(_hazy_records(pairs))))
+                for part, pairs in (("query", query), ("gallery", gallery))])
+    return _test_loader(cfg, _hazy_records(query), _hazy_records(gallery), [p.clear for p in query + gallery])

@@ -5,24 +5,23 @@ from typing import Dict, Optional, Sequence, Tuple
 from torch.utils.data import Dataset
 
 from .fvrid import ImageRecord, PairRecord
-from .transforms import joint_augment, read_image
+from .transforms import Augment, joint_augment, read_image
 
 
 class _TrainDataset(Dataset):
-    """Training items read at ``size`` with one random flip and crop shared by all images of an item."""
+    """Training items read at ``size``, one random augmentation shared by all images of an item."""
 
-    def __init__(self, items: Sequence, size: Tuple[int, int], flip_prob: float, padding: int):
+    def __init__(self, items: Sequence, size: Tuple[int, int], augment: Augment):
         self.items = list(items)
         self.size = tuple(size)
-        self.flip_prob = flip_prob
-        self.padding = padding
+        self.augment = augment
 
     def __len__(self) -> int:
         return len(self.items)
 
     def read(self, *paths: str):
         """The images at ``paths``, augmented identically."""
-        return joint_augment([read_image(path, self.size) for path in paths], self.flip_prob, self.padding)
+        return joint_augment([read_image(path, self.size) for path in paths], self.augment)
 
 
 class PairDataset(_TrainDataset):
@@ -59,5 +58,5 @@ class TestDataset(Dataset):
         item = {"img": read_image(record.path, self.size), "pid": record.pid, "camid": record.camid,
                 "path": record.path}
         if self.gt_paths is not None:
-            item["gt"] = read_image(self.gt_paths[index], self.size)
+            item["twin"] = read_image(self.gt_paths[index], self.size)
         return item

@@ -1,7 +1,8 @@
 """Image loading and the (joint) train-time augmentation; tensors are RGB in [0, 1]."""
 
+import math
 import random
-from typing import List, Sequence, Tuple
+from typing import List, NamedTuple, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
@@ -25,21 +26,66 @@ def read_image(path: str, size: Tuple[int, int]) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div_(255.0)
 
 
-def joint_augment(images: Sequence[torch.Tensor], flip_prob: float, padding: int) -> List[torch.Tensor]:
-    """Apply one random horizontal flip and one padded random crop identically to every image.
+class Augment(NamedTuple):
+    """Parameters of the joint train-time augmentation (the ``INPUT.*`` keys); the defaults do nothing."""
 
+    flip_prob: float = 0.0
+    resize_range: Tuple[float, float] = (1.0, 1.0)
+    padding: int = 0
+    erase_prob: float = 0.0
+    erase_area: Tuple[float, float] = (0.02, 0.4)
+    erase_aspect: float = 0.3
+    erase_fill: Tuple[float, float, float] = (0.4914, 0.4822, 0.4465)
+
+
+def draw_erase_box(height: int, width: int, area: Tuple[float, float], aspect: float,
+                   attempts: int = 100) -> Optional[Tuple[int, int, int, int]]:
+    """``(top, left, h, w)`` of a random-erasing rectangle (Zhong et al., AAAI 2020), or None.
+
+    Area ``U(*area)`` of the image, aspect ratio ``h / w`` ~ ``U(aspect, 1 / aspect)``; a draw that
+    does not fit inside the image is redrawn, up to ``attempts`` times.
+    """
+    for _ in range(attempts):
+        target = random.uniform(*area) * height * width
+        ratio = random.uniform(aspect, 1.0 / aspect)
+        h = int(round(math.sqrt(target * ratio)))
+        w = int(round(math.sqrt(target / ratio)))
+        if 0 < h < height and 0 < w < width:
+            return random.randint(0, height - h), random.randint(0, width - w), h, w
+    return None
+
+
+def joint_augment(images: Sequence[torch.Tensor], augment: Augment) -> List[torch.Tensor]:
+    """Apply one random draw of flip, resize + centre crop, padded crop and erasing to every image.
+
+    In order: horizontal flip with ``flip_prob``; resize each axis by its own ``U(*resize_range)``
+    then crop the centre back to the input size; if ``padding``, a random crop of the zero-padded
+    image; random erasing with ``erase_prob`` (the rectangle filled with ``erase_fill``).
     Identical geometry keeps a synthetic clear image aligned with its hazy twin, which the
     translation losses compare pixel by pixel. Uses python's ``random`` (seeded per worker).
     """
-    flip = random.random() < flip_prob
     height, width = images[0].shape[-2:]
-    top = random.randint(0, 2 * padding) if padding else 0
-    left = random.randint(0, 2 * padding) if padding else 0
+    flip = random.random() < augment.flip_prob
+    scaled = (int(round(height * random.uniform(*augment.resize_range))),
+              int(round(width * random.uniform(*augment.resize_range))))
+    pad = augment.padding
+    top, left = (random.randint(0, 2 * pad), random.randint(0, 2 * pad)) if pad else (0, 0)
+    box = None
+    if random.random() < augment.erase_prob:
+        box = draw_erase_box(height, width, augment.erase_area, augment.erase_aspect)
     out = []
     for image in images:
         if flip:
             image = image.flip(-1)
-        if padding:
-            image = F.pad(image, (padding, padding, padding, padding))[:, top:top + height, left:left + width]
+        if scaled != (height, width):
+            image = F.interpolate(image[None], size=scaled, mode="bilinear", align_corners=False)[0]
+            y, x = (scaled[0] - height) // 2, (scaled[1] - width) // 2
+            image = image[:, y:y + height, x:x + width]
+        if pad:
+            image = F.pad(image, (pad, pad, pad, pad))[:, top:top + height, left:left + width]
+        if box is not None:
+            y, x, h, w = box
+            image = image.clone()  # never write into the caller's tensor
+            image[:, y:y + h, x:x + w] = torch.tensor(augment.erase_fill, dtype=image.dtype).view(-1, 1, 1)
         out.append(image.contiguous())
     return out

@@ -196,8 +196,8 @@ def inference_on_dataset(
                 feats = {"clear": model.embed(enc_clear[1]).bn_feat, "hazy": model.embed(enc_hazy[1]).bn_feat}
                 evaluator.process(feats, batch["pid"], batch["camid"], batch.get("path"))
                 dehazed = None
-                if "gt" in batch:
-                    gt = batch["gt"].to(device, non_blocking=True)
+                if "twin" in batch:
+                    gt = batch["twin"].to(device, non_blocking=True)
                     dehazed = _same_size(model.render_clear(*enc_hazy), gt)
                     rehazed = _same_size(model.render_hazy(*model.encode(gt, "clear")), img)
                     quality_sums["dehaze_psnr"] += float(psnr(dehazed, gt).sum())
