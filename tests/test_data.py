@@ -13,7 +13,7 @@ import torch
 from helpers import write_image
 from rvsl.config import load_config
 from rvsl.data import fvrid
-from rvsl.data.build import build_test_loader, build_train_loaders, build_val_loader, test_set_available
+from rvsl.data.build import build_test_loader, build_train_loaders, test_set_available
 from rvsl.data.fvrid import ImageRecord, pair_twins, parse_name, relabel, scan_labelled
 from rvsl.data.samplers import PKBatchSampler, ShuffleBatchSampler
 from rvsl.data.transforms import Augment, joint_augment, read_image
@@ -289,7 +289,7 @@ def test_synthetic_validation_split(tiny_fvrid):
     """VAL.SYN_IDENTITIES identities leave training and form a query/gallery set of hazy images with clear twins."""
     cfg = tiny_cfg(tiny_fvrid, "VAL.SYN_IDENTITIES", "2", "MODE.SEED", "4")
     loaders = build_train_loaders(cfg)
-    loader, num_query = build_val_loader(cfg)
+    loader, num_query = loaders.val_syn
     everything = sorted({r.pid for r in scan_labelled(str(tiny_fvrid / "FVRID_syn" / "train_clear"))})
     held = {everything[i] for i in np.random.default_rng(4).permutation(len(everything))[:2]}
     assert loaders.num_classes == 4 and _train_pids(loaders) == set(everything) - held
@@ -305,12 +305,12 @@ def test_synthetic_validation_split(tiny_fvrid):
         assert torch.equal(batch["twin"][i], read_image(twin, (32, 32)))
     other = build_train_loaders(tiny_cfg(tiny_fvrid, "VAL.SYN_IDENTITIES", "2", "MODE.SEED", "5"))
     assert _train_pids(other) != _train_pids(loaders)
-    assert build_val_loader(tiny_cfg(tiny_fvrid)) is None
+    assert build_train_loaders(tiny_cfg(tiny_fvrid)).val_syn is None
 
 
 def test_validation_split_errors_name_the_key(tiny_fvrid):
     with pytest.raises(InputError, match=r"VAL.SYN_IDENTITIES is 6 but .*train_clear has only 6 identities"):
-        build_val_loader(tiny_cfg(tiny_fvrid, "VAL.SYN_IDENTITIES", "6"))
+        build_train_loaders(tiny_cfg(tiny_fvrid, "VAL.SYN_IDENTITIES", "6"))
     with pytest.raises(InputError, match=r"DATALOADER.NUM_IDENTITIES: .*VAL.SYN_IDENTITIES = 4 are held out"):
         build_train_loaders(tiny_cfg(tiny_fvrid, "VAL.SYN_IDENTITIES", "4"))
 
@@ -322,8 +322,9 @@ def test_real_test_folders_are_optional(tiny_fvrid, tmp_path):
     for name in ("query_clear", "gallery_clear"):
         shutil.rmtree(root / "FVRID_clear" / name)
     cfg = tiny_cfg(root, "MODE.STAGE", "STAGE2", "VAL.SYN_IDENTITIES", "1")
-    assert next(iter(build_train_loaders(cfg).real))["img"].shape == (4, 3, 32, 32)
-    assert build_val_loader(cfg)[1] == 2
+    loaders = build_train_loaders(cfg)
+    assert next(iter(loaders.real))["img"].shape == (4, 3, 32, 32)
+    assert loaders.val_syn[1] == 2
     assert [test_set_available(cfg, name) for name in ("SYN", "REAL_CLEAR", "REAL_FOGGY")] == [True, False, True]
     shutil.rmtree(root / "FVRID_syn" / "gallery_clear")
     assert not test_set_available(cfg, "SYN")
@@ -331,3 +332,25 @@ def test_real_test_folders_are_optional(tiny_fvrid, tmp_path):
         build_test_loader(cfg, "REAL_CLEAR")
     with pytest.raises(InputError, match="TEST.DATA is 'REAL'"):
         test_set_available(cfg, "REAL")
+
+
+def test_real_images_held_out_unlabelled(tiny_fvrid, tmp_path, monkeypatch):
+    """VAL.REAL_IMAGES leave the real training set as bare paths (never parsed) and come back unaugmented."""
+    root = tmp_path / "data"
+    shutil.copytree(tiny_fvrid, root)
+    real = root / "FVRID_real" / "train_foggy"
+    for i, path in enumerate(sorted(real.iterdir())):
+        path.rename(real / f"frame {i:04d}.jpg")
+    parse = fvrid.parse_name
+    monkeypatch.setattr(fvrid, "parse_name",
+                        lambda name: pytest.fail(f"parsed {name}") if "FVRID_real" in str(name) else parse(name))
+    cfg = tiny_cfg(root, "MODE.STAGE", "STAGE3", "VAL.REAL_IMAGES", "5", "MODE.SEED", "2")
+    loaders = build_train_loaders(cfg)
+    trained = set(loaders.real.dataset.items)
+    held = [item["path"] for item in loaders.val_real.dataset]
+    assert len(held) == 5 and not trained & set(held) and len(trained) + 5 == len(list(real.iterdir()))
+    batch = next(iter(loaders.val_real))
+    assert set(batch) == {"img", "path"}
+    assert torch.equal(batch["img"][0], read_image(batch["path"][0], (32, 32)))
+    with pytest.raises(InputError, match=r"VAL.REAL_IMAGES is 24 but .*train_foggy has only 24 images"):
+        build_train_loaders(tiny_cfg(root, "MODE.STAGE", "STAGE3", "VAL.REAL_IMAGES", "24"))

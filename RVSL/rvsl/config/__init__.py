@@ -99,8 +99,16 @@ def _check_input(cfg: CfgNode) -> None:
     _within("INPUT.ERASE_AREA", cfg.INPUT.ERASE_AREA, 1e-6, 1.0, 2, ascending=True)
     _within("INPUT.ERASE_ASPECT", cfg.INPUT.ERASE_ASPECT, 1e-3, 1.0)
     _within("INPUT.ERASE_FILL", cfg.INPUT.ERASE_FILL, 0.0, 1.0, 3)
-    if cfg.VAL.SYN_IDENTITIES < 0:
-        raise InputError(f"VAL.SYN_IDENTITIES must be 0 (no split) or a positive count, got {cfg.VAL.SYN_IDENTITIES}")
+    for key in ("VAL.SYN_IDENTITIES", "VAL.REAL_IMAGES"):
+        if _get(cfg, key) < 0:
+            raise InputError(f"{key} must be 0 (nothing held out) or a positive count, got {_get(cfg, key)}")
+    source = cfg.SOLVER.BEST_METRIC.split("/")[0]
+    if source == "syn_val" and cfg.VAL.SYN_IDENTITIES == 0:
+        raise InputError(f"SOLVER.BEST_METRIC {cfg.SOLVER.BEST_METRIC} needs a synthetic validation split: "
+                         "set VAL.SYN_IDENTITIES > 0")
+    if source == "real_proxy" and (cfg.VAL.REAL_IMAGES == 0 or cfg.MODE.STAGE == "STAGE1"):
+        raise InputError(f"SOLVER.BEST_METRIC {cfg.SOLVER.BEST_METRIC} needs held-out real images: set "
+                         "VAL.REAL_IMAGES > 0, in stage 2 or 3 (stage 1 reads no real image)")
 
 
 def load_config(config_file: Optional[str] = None, opts: Sequence[str] = (), stage: Optional[str] = None) -> CfgNode:

@@ -10,7 +10,7 @@ from torch.utils.data import DataLoader
 
 from ..config import CfgNode
 from ..utils.errors import InputError
-from .datasets import PairDataset, TestDataset, UnlabelledDataset
+from .datasets import ImageListDataset, PairDataset, TestDataset, UnlabelledDataset
 from .fvrid import ImageRecord, PairRecord, list_images, pair_twins, relabel, scan_labelled, summarize
 from .samplers import PKBatchSampler, ShuffleBatchSampler
 from .transforms import Augment
@@ -32,11 +32,16 @@ SYN_GT_KEYS = {"SYN_QUERY_FOGGY_PATH": "SYN_QUERY_CLEAR_PATH", "SYN_GALLERY_FOGG
 
 
 class TrainLoaders(NamedTuple):
-    """The labelled synthetic pair loader, the unlabelled real loader (None in stage 1), class count."""
+    """A stage's loaders: training (synthetic pairs; unlabelled real images, None in stage 1), the class
+    count, and the label-free validation data held out of the training folders (None when not held out):
+    ``val_syn`` a (loader, number of queries) of held-out synthetic identities, ``val_real`` held-out
+    unlabelled real images (stages 2/3)."""
 
     syn: DataLoader
     real: Optional[DataLoader]
     num_classes: int
+    val_syn: Optional[Tuple[DataLoader, int]] = None
+    val_real: Optional[DataLoader] = None
 
 
 def folder(cfg: CfgNode, key: str) -> str:
@@ -103,10 +108,24 @@ def _syn_train_split(cfg: CfgNode) -> Tuple[List[PairRecord], List[PairRecord]]:
     return [p for p in pairs if p.pid not in held], [p for p in pairs if p.pid in held]
 
 
+def _real_train_split(cfg: CfgNode, key: str) -> Tuple[List[str], List[str]]:
+    """The real training images of ``key`` as bare paths: those trained on, those held out (VAL.REAL_IMAGES).
+
+    The held-out images are a seeded random choice; their names are never parsed.
+    """
+    paths = list_images(folder(cfg, key), f"DATASETS.{key}")
+    count = cfg.VAL.REAL_IMAGES
+    if count and count >= len(paths):
+        raise InputError(f"VAL.REAL_IMAGES is {count} but {folder(cfg, key)} has only {len(paths)} images")
+    held = set(np.random.default_rng(cfg.MODE.SEED).permutation(len(paths))[:count].tolist())
+    return [p for i, p in enumerate(paths) if i not in held], [p for i, p in enumerate(paths) if i in held]
+
+
 def build_train_loaders(cfg: CfgNode) -> TrainLoaders:
     """Loaders of a stage: P x K synthetic pairs, plus shuffled unlabelled real images in stages 2/3.
 
-    Identities held out by ``VAL.SYN_IDENTITIES`` are left out (and out of the class count).
+    Identities held out by ``VAL.SYN_IDENTITIES`` and real images held out by ``VAL.REAL_IMAGES``
+    are left out of training and come back as the validation loaders (each folder is scanned once).
     """
     pairs, held = _syn_train_split(cfg)
     relabelled, mapping = relabel(ImageRecord(p.clear, p.pid, p.camid) for p in pairs)
@@ -120,19 +139,29 @@ def build_train_loaders(cfg: CfgNode) -> TrainLoaders:
         kept = f" once VAL.SYN_IDENTITIES = {len({p.pid for p in held})} are held out" if held else ""
         raise InputError(f"DATALOADER.NUM_IDENTITIES: {exc}{kept} ({folder(cfg, 'SYN_TRAIN_CLEAR_PATH')})") from exc
     syn = _loader(cfg, PairDataset(pairs, size, augment), batch_sampler=sampler)
+    val_syn = None
+    if held:
+        query, gallery = query_gallery_split(held)
+        rows += [(f"{cfg.DATASETS.SYN_TRAIN_FOGGY_PATH} (held-out {part})", *map(str, summarize(_hazy_records(p))))
+                 for part, p in (("query", query), ("gallery", gallery))]
+        val_syn = _test_loader(cfg, _hazy_records(query), _hazy_records(gallery), [p.clear for p in query + gallery])
 
-    real = None
+    real = val_real = None
     real_key = REAL_TRAIN_KEY[cfg.MODE.STAGE]
     if real_key is not None:
-        paths = list_images(folder(cfg, real_key), f"DATASETS.{real_key}")
+        paths, held_paths = _real_train_split(cfg, real_key)
         try:
             real_sampler = ShuffleBatchSampler(len(paths), cfg.DATALOADER.REAL_BATCH_SIZE, cfg.MODE.SEED)
         except ValueError as exc:
             raise InputError(f"DATALOADER.REAL_BATCH_SIZE: {exc} ({folder(cfg, real_key)})") from exc
         real = _loader(cfg, UnlabelledDataset(paths, size, augment), batch_sampler=real_sampler)
         rows.append((cfg.DATASETS[real_key], str(len(paths)), "unlabelled", "-"))
+        if held_paths:
+            val_real = _loader(cfg, ImageListDataset(held_paths, tuple(cfg.INPUT.SIZE_TEST)),
+                               batch_size=cfg.TEST.IMS_PER_BATCH, shuffle=False)
+            rows.append((f"{cfg.DATASETS[real_key]} (held-out)", str(len(held_paths)), "unlabelled", "-"))
     _log_table(rows)
-    return TrainLoaders(syn, real, len(mapping))
+    return TrainLoaders(syn, real, len(mapping), val_syn, val_real)
 
 
 def _test_loader(cfg: CfgNode, query: List[ImageRecord], gallery: List[ImageRecord],
@@ -176,19 +205,3 @@ def build_test_loader(cfg: CfgNode, test_set: str) -> Tuple[DataLoader, int]:
         records.append(part)
     _log_table(rows)
     return _test_loader(cfg, *records, twins if test_set == "SYN" else None)
-
-
-def build_val_loader(cfg: CfgNode) -> Optional[Tuple[DataLoader, int]]:
-    """Loader over the held-out synthetic identities (hazy images, clear "twin"), and the number of queries.
-
-    None when ``VAL.SYN_IDENTITIES`` is 0. Query/gallery rule: :func:`query_gallery_split`. No real
-    label is read: the split comes from the synthetic training folders alone.
-    """
-    if cfg.VAL.SYN_IDENTITIES == 0:
-        return None
-    _, held = _syn_train_split(cfg)
-    query, gallery = query_gallery_split(held)
-    name = cfg.DATASETS.SYN_TRAIN_FOGGY_PATH
-    _log_table([(f"{name} (held-out {part})", *map(str, summarize(_hazy_records(pairs))))
-                for part, pairs in (("query", query), ("gallery", gallery))])
-    return _test_loader(cfg, _hazy_records(query), _hazy_records(gallery), [p.clear for p in query + gallery])

@@ -41,14 +41,28 @@ class UnlabelledDataset(_TrainDataset):
         return {"img": image}
 
 
+class ImageListDataset(Dataset):
+    """Images by path at test size, unaugmented: ``{"img", "path"}``. Names are never parsed."""
+
+    def __init__(self, paths: Sequence[str], size: Tuple[int, int]):
+        self.paths = list(paths)
+        self.size = tuple(size)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> Dict:
+        return {"img": read_image(self.paths[index], self.size), "path": self.paths[index]}
+
+
 class TestDataset(Dataset):
-    """Query then gallery images: ``{"img", "pid", "camid", "path"}`` plus ``"gt"`` (clear twin) if given."""
+    """Query then gallery images: ``{"img", "pid", "camid", "path"}`` plus ``"twin"`` (clear twin) if given."""
 
     def __init__(self, records: Sequence[ImageRecord], size: Tuple[int, int],
-                 gt_paths: Optional[Sequence[str]] = None):
+                 twin_paths: Optional[Sequence[str]] = None):
         self.records = list(records)
         self.size = tuple(size)
-        self.gt_paths = list(gt_paths) if gt_paths is not None else None
+        self.twin_paths = list(twin_paths) if twin_paths is not None else None
 
     def __len__(self) -> int:
         return len(self.records)
@@ -57,6 +71,6 @@ class TestDataset(Dataset):
         record = self.records[index]
         item = {"img": read_image(record.path, self.size), "pid": record.pid, "camid": record.camid,
                 "path": record.path}
-        if self.gt_paths is not None:
-            item["twin"] = read_image(self.gt_paths[index], self.size)
+        if self.twin_paths is not None:
+            item["twin"] = read_image(self.twin_paths[index], self.size)
         return item

@@ -10,12 +10,14 @@ from typing import Dict, Iterator, Tuple
 
 import torch
 from torch import Tensor
+from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from ..config import CfgNode, config_from_dict, config_to_dict
-from ..data.build import STAGE_TEST_SET, build_test_loader, build_train_loaders
+from ..data.build import STAGE_TEST_SET, build_test_loader, build_train_loaders, test_set_available
 from ..data.check import startup_check
 from ..evaluation import inference_on_dataset
+from ..evaluation.proxies import real_proxies
 from ..losses import discriminator_loss
 from ..modeling import ImagePool, build_discriminators, build_model, load_backbone_weights, load_matching_state
 from ..utils.errors import InputError
@@ -31,6 +33,8 @@ from .stages import build_step
 logger = logging.getLogger(__name__)
 
 DOMAINS = ("clear", "hazy")
+# The domain of each unsupervised stage's real images.
+REAL_DOMAIN = {"STAGE2": "clear", "STAGE3": "hazy"}
 
 
 def format_metrics(metrics: Dict) -> str:
@@ -58,7 +62,10 @@ class Trainer:
         self.output_dir = Path(cfg.OUTPUT_DIR)
         self.max_epochs = cfg.SOLVER.MAX_EPOCHS
         self.loaders = build_train_loaders(cfg)
-        self.test_loader, self.num_query = build_test_loader(cfg, STAGE_TEST_SET[cfg.MODE.STAGE])
+        test_set = STAGE_TEST_SET[cfg.MODE.STAGE]
+        self.test = build_test_loader(cfg, test_set) if test_set_available(cfg, test_set) else None
+        if self.test is None:
+            logger.info("the %s test set is absent: training goes on without it, nothing is reported on it", test_set)
 
         self.model = build_model(cfg, self.loaders.num_classes).to(device)
         self.discriminators = build_discriminators(cfg).to(device)
@@ -206,14 +213,28 @@ class Trainer:
         losses, disc_losses = ({k: s[k] / c[k] for k in s} for s, c in zip(sums, counts))
         return losses, disc_losses
 
-    def validate(self) -> Dict:
-        """Metrics by source: ``test_labels`` is the stage's labelled test set (reported; chosen on only by name)."""
+    def _evaluate_reid(self, loader: DataLoader, num_query: int) -> Dict:
         test = self.cfg.TEST
-        metrics = inference_on_dataset(self.model, self.test_loader, self.num_query, self.device, self.amp_dtype,
-                                       test.DISTANCE, test.RERANK, (test.RERANK_K1, test.RERANK_K2,
-                                                                    test.RERANK_LAMBDA))
-        logger.info("validation on %s:\n%s", STAGE_TEST_SET[self.cfg.MODE.STAGE], format_metrics(metrics))
-        return {"test_labels": metrics}
+        return inference_on_dataset(self.model, loader, num_query, self.device, self.amp_dtype, test.DISTANCE,
+                                    test.RERANK, (test.RERANK_K1, test.RERANK_K2, test.RERANK_LAMBDA))
+
+    def validate(self) -> Dict:
+        """Metrics by source: ``syn_val`` and ``real_proxy`` read no real label; ``test_labels`` is the stage's
+        labelled test set, reported (chosen on only when ``SOLVER.BEST_METRIC`` names it)."""
+        stage, results = self.cfg.MODE.STAGE, {}
+        if self.loaders.val_syn is not None:
+            results["syn_val"] = self._evaluate_reid(*self.loaders.val_syn)
+            logger.info("synthetic validation split:\n%s", format_metrics(results["syn_val"]))
+        if self.loaders.val_real is not None:
+            results["real_proxy"] = real_proxies(self.model, self.loaders.val_real, REAL_DOMAIN[stage], self.device,
+                                                 self.amp_dtype)
+            logger.info("label-free proxies on held-out real images: %s",
+                        "  ".join(f"{k} {v:.4f}" for k, v in results["real_proxy"].items()))
+        if self.test is not None:
+            results["test_labels"] = self._evaluate_reid(*self.test)
+            logger.info("%s test set (labelled; reported):\n%s", STAGE_TEST_SET[stage],
+                        format_metrics(results["test_labels"]))
+        return results
 
     def train(self) -> None:
         """Run the remaining epochs; after each, the hooks validate, track the best epoch, record and save."""
