@@ -7,6 +7,8 @@ then ``KEY VALUE`` pairs from the command line (see :func:`rvsl.config.load_conf
 
 from yacs.config import CfgNode as CN
 
+from ..data.layout import DEFAULT_PATHS
+
 _C = CN()
 
 # ---------------------------------------------------------------------------- #
@@ -63,18 +65,11 @@ _C.INPUT.PADDING = 10
 # ---------------------------------------------------------------------------- #
 _C.DATASETS = CN()
 _C.DATASETS.DATA_PATH = "Datasets"
-_C.DATASETS.SYN_TRAIN_CLEAR_PATH = "FVRID_syn/train_clear"
-_C.DATASETS.SYN_TRAIN_FOGGY_PATH = "FVRID_syn/train_foggy"
-_C.DATASETS.SYN_QUERY_CLEAR_PATH = "FVRID_syn/query_clear"
-_C.DATASETS.SYN_QUERY_FOGGY_PATH = "FVRID_syn/query_foggy"
-_C.DATASETS.SYN_GALLERY_CLEAR_PATH = "FVRID_syn/gallery_clear"
-_C.DATASETS.SYN_GALLERY_FOGGY_PATH = "FVRID_syn/gallery_foggy"
-_C.DATASETS.REAL_TRAIN_CLEAR_PATH = "FVRID_clear/train_clear"
-_C.DATASETS.REAL_QUERY_CLEAR_PATH = "FVRID_clear/query_clear"
-_C.DATASETS.REAL_GALLERY_CLEAR_PATH = "FVRID_clear/gallery_clear"
-_C.DATASETS.REAL_TRAIN_FOGGY_PATH = "FVRID_real/train_foggy"
-_C.DATASETS.REAL_QUERY_FOGGY_PATH = "FVRID_real/query_foggy"
-_C.DATASETS.REAL_GALLERY_FOGGY_PATH = "FVRID_real/gallery_foggy"
+# One key per folder of the layout, SYN_TRAIN_CLEAR_PATH ... REAL_GALLERY_FOGGY_PATH: generated from the
+# table in rvsl/data/layout.py (synthetic train/query/gallery, clear and hazy; real clear and real hazy
+# train/query/gallery), defaults FVRID_syn/..., FVRID_clear/..., FVRID_real/...
+for _key, _rel in DEFAULT_PATHS.items():
+    _C.DATASETS[_key] = _rel
 
 # ---------------------------------------------------------------------------- #
 # Data loading

@@ -9,22 +9,19 @@ from torch.utils.data import DataLoader
 
 from ..config import CfgNode
 from ..utils.errors import InputError
+from . import layout
 from .datasets import PairDataset, TestDataset, UnlabelledDataset
 from .fvrid import ImageRecord, list_images, pair_twins, relabel, scan_labelled, summarize
 from .samplers import PKBatchSampler, ShuffleBatchSampler
 
 logger = logging.getLogger(__name__)
 
-# The real training folder of each stage; stage 1 trains on synthetic pairs only.
-REAL_TRAIN_KEY = {"STAGE1": None, "STAGE2": "REAL_TRAIN_CLEAR_PATH", "STAGE3": "REAL_TRAIN_FOGGY_PATH"}
-# The test set each stage validates on.
-STAGE_TEST_SET = {"STAGE1": "SYN", "STAGE2": "REAL_CLEAR", "STAGE3": "REAL_FOGGY"}
-# Query and gallery folder keys of each test set (SYN is evaluated on its hazy images).
-TEST_KEYS = {
-    "SYN": ("SYN_QUERY_FOGGY_PATH", "SYN_GALLERY_FOGGY_PATH"),
-    "REAL_CLEAR": ("REAL_QUERY_CLEAR_PATH", "REAL_GALLERY_CLEAR_PATH"),
-    "REAL_FOGGY": ("REAL_QUERY_FOGGY_PATH", "REAL_GALLERY_FOGGY_PATH"),
-}
+# The real training folder key of each stage (None in stage 1, which trains on synthetic pairs only),
+# the test set each stage validates on, and the query and gallery folder keys of each test set (SYN is
+# evaluated on its hazy images): all derived from the layout table.
+REAL_TRAIN_KEY = layout.REAL_TRAIN_KEY
+STAGE_TEST_SET = layout.STAGE_TEST_SET
+TEST_KEYS = layout.TEST_KEYS
 # Clear twins of the SYN test images: ground truth for the generators' SSIM/PSNR.
 SYN_GT_KEYS = {"SYN_QUERY_FOGGY_PATH": "SYN_QUERY_CLEAR_PATH", "SYN_GALLERY_FOGGY_PATH": "SYN_GALLERY_CLEAR_PATH"}
 
