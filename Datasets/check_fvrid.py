@@ -17,7 +17,7 @@ from rvsl.utils.logger import setup_logger
 def parse_args(argv=None) -> argparse.Namespace:
     """Command-line arguments."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("root", metavar="DIR", help="folder holding FVRID_syn, FVRID_clear and FVRID_real")
+    parser.add_argument("root", metavar="DIR", help="dataset root (the layout's folders lie under it)")
     parser.add_argument("--json", action="store_true", help="print the full report as JSON")
     parser.add_argument("--fast", action="store_true",
                         help="skip the decode, size and duplicate checks (what the trainers run)")

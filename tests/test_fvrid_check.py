@@ -123,13 +123,19 @@ def test_check_names_each_planted_problem(dataset, tmp_path, kind):
         assert not scan_dataset(root).ok
 
 
-@pytest.mark.parametrize("kind", ["unparseable_name", "undecodable", "missing_twin", "duplicate"])
-def test_check_cli_exit_1_names_the_file(dataset, tmp_path, kind):
+def _check_planted_copy(source: Path, tmp_path: Path, kind: str):
+    """Copy ``source``, plant one problem of ``kind``, run the checker CLI (exit 1): ``(root, culprit, result)``."""
     root = tmp_path / "copy"
-    shutil.copytree(dataset, root)
+    shutil.copytree(source, root)
     culprit = plant(root, kind)
     result = run_script(CHECK, root)
     assert result.returncode == 1, result.stdout
+    return root, culprit, result
+
+
+@pytest.mark.parametrize("kind", ["unparseable_name", "undecodable", "missing_twin", "duplicate"])
+def test_check_cli_exit_1_names_the_file(dataset, tmp_path, kind):
+    root, culprit, result = _check_planted_copy(dataset, tmp_path, kind)
     assert f"{kind}: 1 (" in result.stdout and culprit in result.stdout
     as_json = json.loads(run_script(CHECK, root, "--json").stdout)
     assert not as_json["ok"] and as_json["problems"][kind]["items"][0]["path"] == culprit
@@ -181,11 +187,7 @@ def test_check_demo_data(demo):
 
 @pytest.mark.parametrize("kind", list(PROBLEM_KINDS))
 def test_check_cli_demo_copy_with_one_problem(demo, tmp_path, kind):
-    root = tmp_path / "copy"
-    shutil.copytree(demo, root)
-    culprit = plant(root, kind)
-    result = run_script(CHECK, root)
-    assert result.returncode == 1, result.stdout
+    _, culprit, result = _check_planted_copy(demo, tmp_path, kind)
     assert f"{kind}: " in result.stdout and culprit in result.stdout, result.stdout
     problems = [line.split(":")[0] for line in result.stdout.splitlines() if line.split(":")[0] in PROBLEM_KINDS]
     assert problems == [kind], result.stdout

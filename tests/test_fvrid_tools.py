@@ -313,7 +313,8 @@ def test_training_library_imports_no_tooling():
         for node in ast.walk(ast.parse(path.read_text(), str(path))):
             names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
                 [node.module or ""] if isinstance(node, ast.ImportFrom) else []
-            offenders += [f"{path.relative_to(REPO)}: {n}" for n in names if n.split(".")[0] in ("fvrid_tools", "Datasets")]
+            offenders += [f"{path.relative_to(REPO)}: {n}" for n in names
+                          if n.split(".")[0] in ("fvrid_tools", "Datasets")]
     assert not offenders
     # and importing the whole library loads no tooling module
     code = ("import importlib, pkgutil, sys, rvsl\n"

@@ -65,11 +65,13 @@ _C.INPUT.PADDING = 10
 # ---------------------------------------------------------------------------- #
 _C.DATASETS = CN()
 _C.DATASETS.DATA_PATH = "Datasets"
-# One key per folder of the layout, SYN_TRAIN_CLEAR_PATH ... REAL_GALLERY_FOGGY_PATH: generated from the
-# table in rvsl/data/layout.py (synthetic train/query/gallery, clear and hazy; real clear and real hazy
-# train/query/gallery), defaults FVRID_syn/..., FVRID_clear/..., FVRID_real/...
+# One key per folder of the layout, SYN_TRAIN_CLEAR_PATH ... REAL_GALLERY_FOGGY_PATH, generated from the
+# table in rvsl/data/layout.py: synthetic train/query/gallery in clear and hazy twins (SYN_*), real clear
+# (REAL_*_CLEAR_PATH) and real hazy (REAL_*_FOGGY_PATH) train/query/gallery. The real TRAIN folders are
+# unlabelled (names never parsed); the real query/gallery folders may be absent in stages 2/3.
 for _key, _rel in DEFAULT_PATHS.items():
     _C.DATASETS[_key] = _rel
+del _key, _rel
 
 # ---------------------------------------------------------------------------- #
 # Data loading

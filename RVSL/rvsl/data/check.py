@@ -178,7 +178,8 @@ def _check_overlap(scans: Mapping[str, FolderScan], report: Report) -> None:
         for path, (pid, _) in scan.labels.items():
             if pid in known and pid not in reported:
                 reported.add(pid)
-                report.add("train_test_overlap", path, f"identity {pid} is also in training ({report.show(known[pid])})")
+                report.add("train_test_overlap", path,
+                           f"identity {pid} is also in training ({report.show(known[pid])})")
 
 
 def _check_queries(scans: Mapping[str, FolderScan], report: Report) -> None:
