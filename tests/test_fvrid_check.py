@@ -13,6 +13,7 @@ import pytest
 from fvrid_tools.check import check_dataset, format_report
 from helpers import EXPECTED_FOLDERS, assert_cli_error, fvrid_name, noise_jpeg, run_script
 from rvsl.config import get_cfg_defaults, load_config
+from rvsl.data import fvrid
 from rvsl.data.build import build_train_loaders
 from rvsl.data.check import PROBLEM_KINDS, log_report, scan_dataset, select_layout, startup_check
 from rvsl.utils.errors import InputError
@@ -218,7 +219,10 @@ def _warnings(caplog) -> list:
     return [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
 
 
-def test_unlabelled_real_train_names_are_never_parsed(tiny_fvrid, tmp_path, caplog):
+def test_unlabelled_real_train_names_are_never_parsed(tiny_fvrid, tmp_path, caplog, monkeypatch):
+    parsed = []
+    original = fvrid.parse_name
+    monkeypatch.setattr(fvrid, "parse_name", lambda name: parsed.append(str(name)) or original(name))
     root = tmp_path / "data"
     shutil.copytree(tiny_fvrid, root)
     real = root / "FVRID_real" / "train_foggy"
@@ -230,6 +234,7 @@ def test_unlabelled_real_train_names_are_never_parsed(tiny_fvrid, tmp_path, capl
         report = startup_check(cfg)
         build_train_loaders(cfg)
     assert report.ok and not _warnings(caplog), _warnings(caplog)
+    assert parsed and not [name for name in parsed if "frame_" in name]
     stats = {s.key: s for s in report.folders}["REAL_TRAIN_FOGGY_PATH"]
     assert (stats.images, stats.labelled, stats.identities) == (len(files), False, 0)
     full = check_dataset(root)
