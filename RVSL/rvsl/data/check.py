@@ -37,10 +37,10 @@ logger = logging.getLogger(__name__)
 PROBLEM_KINDS: Dict[str, str] = {
     "missing_folder": "folder of the layout does not exist",
     "empty_folder": "folder holds no image",
-    "not_an_image": "file or folder the loader ignores (not .jpg/.jpeg/.png/.bmp)",
+    "not_an_image": "not an image file: a file or folder the loader ignores (not .jpg/.jpeg/.png/.bmp)",
     "unparseable_name": "image name does not parse as PID_cCAM_...",
     "undecodable": "image does not decode",
-    "missing_twin": "synthetic image without its clear/hazy twin (same file name)",
+    "missing_twin": "clear image without its hazy twin, or hazy image without its clear twin (same file name)",
     "twin_size_mismatch": "synthetic clear/hazy twins differ in size",
     "train_test_overlap": "training identity also appears in query/gallery of the same domain",
     "query_without_match": "query has no gallery image of the same identity from another camera",
@@ -245,7 +245,7 @@ def log_report(report: Report, log: Optional[logging.Logger] = None, max_listed:
             named = "; ".join(f"{p.path}" + (f" ({p.detail})" if p.detail else "") for p in items[:max_listed])
             more = f" and {len(items) - max_listed} more" if len(items) > max_listed else ""
             log.warning("dataset check: %d %s (%s): %s%s", len(items), kind, PROBLEM_KINDS[kind], named, more)
-        mark_reported(os.path.join(report.root, p.path) for p in items)
+        mark_reported(kind, [os.path.join(report.root, p.path) for p in items])
     if report.ok:
         log.info("dataset check%s: no problem in %d folder(s) under %s",
                  " (fast)" if report.fast else "", len(report.folders), report.root)

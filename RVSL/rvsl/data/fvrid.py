@@ -60,24 +60,24 @@ def is_decodable(path: str) -> bool:
         return False
 
 
-# Absolute paths already warned about in this process: each problem is told once, whether the
-# start-up check (rvsl.data.check) or a loader finds it first.
-_REPORTED: Set[str] = set()
+# (problem kind, absolute path) already warned about in this process: each problem is told once,
+# whether the start-up check (rvsl.data.check, same kind names) or a loader finds it first.
+_REPORTED: Set[Tuple[str, str]] = set()
 
 
-def mark_reported(paths: Iterable[str]) -> None:
-    """Record ``paths`` as already reported, so the loaders do not warn about them again."""
-    _REPORTED.update(os.path.abspath(p) for p in paths)
+def mark_reported(kind: str, paths: Iterable[str]) -> None:
+    """Record problems of ``kind`` (e.g. ``missing_twin``) about ``paths`` as told: no loader repeats them."""
+    _REPORTED.update((kind, os.path.abspath(p)) for p in paths)
 
 
-def warn_skipped(kind: str, paths: Sequence[str]) -> None:
-    """Log one warning per skipped file not reported before (the first few named, the rest counted)."""
-    paths = [p for p in paths if os.path.abspath(p) not in _REPORTED]
-    mark_reported(paths)
+def warn_skipped(kind: str, reason: str, paths: Sequence[str]) -> None:
+    """Warn once per skipped file not yet reported as ``kind`` (the first few named, the rest counted)."""
+    paths = [p for p in paths if (kind, os.path.abspath(p)) not in _REPORTED]
+    mark_reported(kind, paths)
     for path in paths[:_MAX_NAMED]:
-        logger.warning("skipping %s: %s", kind, path)
+        logger.warning("skipping %s: %s", reason, path)
     if len(paths) > _MAX_NAMED:
-        logger.warning("skipping %d more files (%s)", len(paths) - _MAX_NAMED, kind)
+        logger.warning("skipping %d more files (%s)", len(paths) - _MAX_NAMED, reason)
 
 
 @dataclass
@@ -117,9 +117,9 @@ def scan_folder(folder: str, key: str = "", labelled: bool = True) -> FolderScan
 def _usable(folder: str, key: str, labelled: bool) -> Tuple[FolderScan, List[str]]:
     """Scan a folder for a loader: skipped entries warned about; the images that open."""
     scan = scan_folder(folder, key, labelled)
-    warn_skipped("not an image file", [path for path, _ in scan.ignored])
+    warn_skipped("not_an_image", "not an image file", [path for path, _ in scan.ignored])
     decodes = {p: is_decodable(p) for p in scan.images}
-    warn_skipped("image that does not decode", [p for p, ok in decodes.items() if not ok])
+    warn_skipped("undecodable", "image that does not decode", [p for p, ok in decodes.items() if not ok])
     images = [p for p, ok in decodes.items() if ok]
     if not images:
         raise InputError(f"no usable image in {folder}" + (f" ({key})" if key else ""))
@@ -138,7 +138,8 @@ def scan_labelled(folder: str, key: str = "") -> List[ImageRecord]:
     """Records of every parseable, non-junk image of ``folder`` with its original identity."""
     scan, images = _usable(folder, key, labelled=True)
     decoded = set(images)
-    warn_skipped("file name that does not parse as PID_cCAM_...", [p for p in scan.unparsed if p in decoded])
+    warn_skipped("unparseable_name", "file name that does not parse as PID_cCAM_...",
+                 [p for p in scan.unparsed if p in decoded])
     records = [ImageRecord(path, *scan.labels[path]) for path in images
                if path in scan.labels and scan.labels[path][0] != JUNK_ID]
     if not records:
@@ -167,8 +168,8 @@ def pair_twins(clear: Sequence[ImageRecord], hazy: Sequence[ImageRecord]) -> Lis
     by_path = {r.path: r for r in clear}
     matched, clear_only, hazy_only = match_twins([r.path for r in clear], [r.path for r in hazy])
     pairs = [PairRecord(c, h, by_path[c].pid, by_path[c].camid) for c, h in matched]
-    warn_skipped("clear image without its hazy twin", clear_only)
-    warn_skipped("hazy image without its clear twin", hazy_only)
+    warn_skipped("missing_twin", "clear image without its hazy twin", clear_only)
+    warn_skipped("missing_twin", "hazy image without its clear twin", hazy_only)
     if not pairs:
         raise InputError("no clear/hazy twin pair: file names of "
                          f"{Path(clear[0].path).parent} and {Path(hazy[0].path).parent} do not match")
