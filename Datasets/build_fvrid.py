@@ -10,7 +10,7 @@ import argparse
 import logging
 import sys
 
-from fvrid_tools.build import VEHICLE1M, VERIWILD, build_fvrid
+from fvrid_tools.builder import VEHICLE1M, VERIWILD, build_fvrid
 from rvsl.utils.errors import InputError
 from rvsl.utils.logger import setup_logger
 

@@ -13,8 +13,8 @@ import cv2
 import numpy as np
 import pytest
 
-from fvrid_tools.build import GROUND_PLANE, VEHICLE1M, VERIWILD, build_fvrid, plan_build, read_index
-from fvrid_tools.build import run as build_run
+from fvrid_tools.builder import GROUND_PLANE, VEHICLE1M, VERIWILD, build_fvrid, plan_build, read_index
+from fvrid_tools.builder import run as build_run
 from fvrid_tools.check import check_dataset, format_report
 from fvrid_tools.depth import DepthEstimator, fit_depth, ground_plane_depth
 from helpers import EXPECTED_FOLDERS, assert_cli_error, fvrid_name, noise_jpeg, run_script
@@ -329,7 +329,7 @@ def test_training_library_imports_no_tooling():
 def test_no_module_changes_the_umask(tmp_path):
     """Importing the tooling leaves the process umask alone; written files follow it."""
     code = ("import os; os.umask(0o027)\n"
-            "import fvrid_tools.build, fvrid_tools.check, fvrid_tools.demo, fvrid_tools.imageio\n"
+            "import fvrid_tools.builder, fvrid_tools.check, fvrid_tools.demo, fvrid_tools.imageio\n"
             "import numpy as np\n"
             "fvrid_tools.imageio.write_image(os.path.join(os.sys.argv[1], 'a.jpg'), np.zeros((8, 8, 3), np.uint8))\n"
             "print(oct(os.umask(0)))")
