@@ -10,7 +10,7 @@ import argparse
 import logging
 import sys
 
-from rvsl.data.fvrid_build import VEHICLE1M, VERIWILD, build_fvrid
+from fvrid_tools.builder import VEHICLE1M, VERIWILD, build_fvrid
 from rvsl.utils.errors import InputError
 from rvsl.utils.logger import setup_logger
 
@@ -21,11 +21,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--index", required=True, help="FVRID index CSV (columns IMG, NAME, SOURCE, SAVE, ORI_NAME)")
     parser.add_argument("--veriwild", help="VeRi-Wild image folder (needed if the index has VeRi-Wild rows)")
     parser.add_argument("--vehicle1m", help="Vehicle-1M image folder (needed if the index has Vehicle-1M rows)")
-    parser.add_argument("--out", required=True, help="output folder (gets FVRID_syn, FVRID_clear, FVRID_real)")
+    parser.add_argument("--out", required=True, help="output folder (gets the twelve folders of the layout)")
     depth = parser.add_mutually_exclusive_group()
     depth.add_argument("--depth", help="folder of per-image depth maps (.npy or 16-bit .png, any scale)")
     depth.add_argument("--depth-estimator", default="", metavar="MODULE:FACTORY",
-                       help="monocular estimator with local weights (see rvsl.haze.depth.DepthEstimator)")
+                       help="monocular estimator with local weights (see fvrid_tools.depth.DepthEstimator)")
     parser.add_argument("--disparity", action="store_true",
                         help="depth maps / estimator output are inverse depth (near = large)")
     parser.add_argument("--seed", type=int, default=0, help="haze seed (per image: seed and file name)")

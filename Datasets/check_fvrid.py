@@ -7,7 +7,9 @@ import argparse
 import json
 import sys
 
-from rvsl.data.check import DOMAINS, check_dataset, format_report, select_layout
+from fvrid_tools.check import check_dataset, format_report
+from rvsl.data.check import select_layout
+from rvsl.data.layout import DOMAINS
 from rvsl.utils.errors import InputError
 from rvsl.utils.logger import setup_logger
 
@@ -15,12 +17,12 @@ from rvsl.utils.logger import setup_logger
 def parse_args(argv=None) -> argparse.Namespace:
     """Command-line arguments."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("root", metavar="DIR", help="folder holding FVRID_syn, FVRID_clear and FVRID_real")
+    parser.add_argument("root", metavar="DIR", help="dataset root (the layout's folders lie under it)")
     parser.add_argument("--json", action="store_true", help="print the full report as JSON")
     parser.add_argument("--fast", action="store_true",
                         help="skip the decode, size and duplicate checks (what the trainers run)")
     parser.add_argument("--domain", action="append", choices=DOMAINS,
-                        help="check only this part (repeatable): syn, clear (FVRID_clear), real (FVRID_real)")
+                        help="check only this domain (repeatable): synthetic, real clear or real hazy images")
     parser.add_argument("--workers", type=int, default=1, help="processes decoding images")
     parser.add_argument("--max-listed", type=int, default=5, help="files listed per kind of problem")
     return parser.parse_args(argv)

@@ -12,11 +12,14 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 
-SYN_FOLDERS = ["train_clear", "train_foggy", "query_clear", "query_foggy", "gallery_clear", "gallery_foggy"]
-LAYOUT = {
-    "FVRID_syn": SYN_FOLDERS,
-    "FVRID_clear": ["train_clear", "query_clear", "gallery_clear"],
-    "FVRID_real": ["train_foggy", "query_foggy", "gallery_foggy"],
+# The twelve folders of the FVRID layout by config key, spelled out as an independent expectation.
+EXPECTED_FOLDERS = {
+    "SYN_TRAIN_CLEAR_PATH": "FVRID_syn/train_clear", "SYN_TRAIN_FOGGY_PATH": "FVRID_syn/train_foggy",
+    "SYN_QUERY_CLEAR_PATH": "FVRID_syn/query_clear", "SYN_QUERY_FOGGY_PATH": "FVRID_syn/query_foggy",
+    "SYN_GALLERY_CLEAR_PATH": "FVRID_syn/gallery_clear", "SYN_GALLERY_FOGGY_PATH": "FVRID_syn/gallery_foggy",
+    "REAL_TRAIN_CLEAR_PATH": "FVRID_clear/train_clear", "REAL_QUERY_CLEAR_PATH": "FVRID_clear/query_clear",
+    "REAL_GALLERY_CLEAR_PATH": "FVRID_clear/gallery_clear", "REAL_TRAIN_FOGGY_PATH": "FVRID_real/train_foggy",
+    "REAL_QUERY_FOGGY_PATH": "FVRID_real/query_foggy", "REAL_GALLERY_FOGGY_PATH": "FVRID_real/gallery_foggy",
 }
 
 
@@ -52,9 +55,37 @@ def make_tiny_fvrid(root: Path, size: int = 32) -> Dict[str, List[str]]:
     return {f"{top}/{sub}": file_names for (top, sub), file_names in plan.items()}
 
 
+def noise_jpeg(path: Path, seed: int, size: Tuple[int, int] = (24, 32)) -> None:
+    """Write a small random JPEG (distinct content per seed) of ``size`` (H, W)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image = np.random.default_rng(seed).integers(0, 256, (*size, 3), dtype=np.uint8)
+    assert cv2.imwrite(str(path), image)
+
+
+def fvrid_name(pid: int, cam: int, frame: int) -> str:
+    """FVRID file name ``PPPPP_cCCC_FFFFFF_0.jpg``."""
+    return f"{pid:05d}_c{cam:03d}_{frame:06d}_0.jpg"
+
+
 def run_cli(args: Sequence[str], timeout: int = 600, **kwargs) -> subprocess.CompletedProcess:
     """Run ``python ARGS`` from the repository root with the test's interpreter; capture the output."""
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     env.pop("RVSL_DEBUG", None)
     return subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True,
                           timeout=timeout, **kwargs)
+
+
+def run_script(script: Path, *args) -> subprocess.CompletedProcess:
+    """Run a script (path) with arguments, as :func:`run_cli` does."""
+    return run_cli([str(script), *map(str, args)], timeout=120)
+
+
+def assert_cli_error(result: subprocess.CompletedProcess, *needles: str) -> None:
+    """Exit 2 with a one-line message holding ``needles`` and no traceback."""
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr
+    line = [text for text in result.stderr.splitlines() if "error:" in text]
+    assert len(line) == 1
+    for needle in needles:
+        assert needle in line[0], line[0]
+

@@ -1,8 +1,7 @@
-"""Tests of Datasets/make_demo.py: layout, identities, protocol, determinism and the haze model."""
+"""Tests of the demo generator (fvrid_tools.demo, Datasets/make_demo.py): layout, identities, protocol,
+determinism and the haze model."""
 
 import hashlib
-import importlib.util
-import sys
 from pathlib import Path
 from typing import Dict, List
 
@@ -10,25 +9,22 @@ import cv2
 import numpy as np
 import pytest
 
+from fvrid_tools import demo
+from helpers import EXPECTED_FOLDERS, run_cli
 from rvsl.data.fvrid import parse_name
 from rvsl.haze import synthesize
 
-ROOT = Path(__file__).resolve().parents[1]
-SCRIPT = ROOT / "Datasets" / "make_demo.py"
 SCALE = 0.08       # 3..5 identities per split: a few hundred small images per run
 SIZE = 64
+# Where each demo source's images go, per split (its labelled condition for the synthetic one).
+SOURCE_FOLDERS = {"syn": "FVRID_syn/{split}_clear", "real-clear": "FVRID_clear/{split}_clear",
+                  "real-hazy": "FVRID_real/{split}_foggy"}
+SPLITS = ("train", "query", "gallery")
 
 
-def _load():
-    """Import the script as a module (it is not part of the installed package)."""
-    spec = importlib.util.spec_from_file_location("make_demo", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["make_demo"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-md = _load()
+def _make_demo(*args: str):
+    """Run Datasets/make_demo.py with ``args``."""
+    return run_cli(["Datasets/make_demo.py", *args], timeout=300)
 
 
 def _hashes(root: Path) -> Dict[str, str]:
@@ -56,36 +52,38 @@ def _local_contrast(img: np.ndarray) -> float:
 def runs(tmp_path_factory) -> Dict[str, Path]:
     """Seed 0 twice (one process, then the command line with two worker processes) and seed 1 once."""
     base = tmp_path_factory.mktemp("demo")
-    md.generate(base / "a", seed=0, size=SIZE, scale=SCALE, workers=1)
-    assert md.main(["--out", str(base / "b"), "--seed", "0", "--size", str(SIZE), "--scale", str(SCALE),
-                    "--workers", "2"]) == 0
-    md.generate(base / "c", seed=1, size=SIZE, scale=SCALE, workers=1)
+    demo.generate(base / "a", seed=0, size=SIZE, scale=SCALE, workers=1)
+    made = _make_demo("--out", str(base / "b"), "--seed", "0", "--size", str(SIZE), "--scale", str(SCALE),
+                      "--workers", "2")
+    assert made.returncode == 0, made.stderr
+    demo.generate(base / "c", seed=1, size=SIZE, scale=SCALE, workers=1)
     return {"a": base / "a", "b": base / "b", "c": base / "c"}
 
 
 def test_layout_and_names(runs):
     out = runs["a"]
-    for src, split, kind in md.folders():
-        folder = md.folder_path(out, src, split, kind)
+    for rel in EXPECTED_FOLDERS.values():
+        folder = out / rel
         names = _names(folder)
         assert names, folder
         for name in names:
             parsed = parse_name(name)
             assert parsed is not None and parsed[0] >= 0, name
-            assert md._OURS.match(name), name
+            assert demo.DEMO_NAME.match(name), name
             img = cv2.imread(str(folder / name))
             assert img is not None and img.shape == (SIZE, SIZE, 3)
-    assert len(md.folders()) == 12
-    for split in md.SPLITS:
+    assert sorted(p.relative_to(out).as_posix() for p in out.glob("*/*") if p.is_dir()) == \
+        sorted(EXPECTED_FOLDERS.values())
+    for split in SPLITS:
         assert _names(out / "FVRID_syn" / f"{split}_clear") == _names(out / "FVRID_syn" / f"{split}_foggy")
 
 
 def test_identities_and_protocol(runs):
     out = runs["a"]
     per_source = {}
-    for src in md.SOURCES:
-        kind = src.kinds[0]
-        recs = {split: [parse_name(n) for n in _names(md.folder_path(out, src, split, kind))] for split in md.SPLITS}
+    assert [src.domain for src in demo.SOURCES] == list(SOURCE_FOLDERS)
+    for domain, pattern in SOURCE_FOLDERS.items():
+        recs = {split: [parse_name(n) for n in _names(out / pattern.format(split=split))] for split in SPLITS}
         train_ids = {pid for pid, _ in recs["train"]}
         query_ids = {pid for pid, _ in recs["query"]}
         gallery_ids = {pid for pid, _ in recs["gallery"]}
@@ -93,8 +91,8 @@ def test_identities_and_protocol(runs):
         assert query_ids == gallery_ids
         assert len({cam for _, cam in recs["train"]}) >= 3
         for pid, cam in recs["query"]:
-            assert any(g_pid == pid and g_cam != cam for g_pid, g_cam in recs["gallery"]), (src.key, pid, cam)
-        per_source[src.key] = train_ids | query_ids
+            assert any(g_pid == pid and g_cam != cam for g_pid, g_cam in recs["gallery"]), (domain, pid, cam)
+        per_source[domain] = train_ids | query_ids
     keys = list(per_source)
     for i, a in enumerate(keys):
         for b in keys[i + 1:]:
@@ -121,15 +119,14 @@ def test_hazy_twin_follows_scattering_model(runs):
         assert hazy.min(axis=2).mean() > clear.min(axis=2).mean() - 0.02     # haze lifts the dark channel
     assert lower_contrast >= 0.9 * len(names)
     # pixel check: recompute clear image, depth and (A, beta) and apply I = J t + A (1 - t)
-    jobs = [j for j in md.build_plan(0, SCALE) if j.src.key == "syn"][:8]
+    jobs = [j for j in demo.build_plan(0, SCALE) if j.src.domain == "syn"][:8]
     for job in jobs:
-        clear, depth = md.render_clear(0, job, SIZE)
+        clear, depth = demo.render_clear(0, job, SIZE)
         assert depth.min() == pytest.approx(0.0) and depth.max() == pytest.approx(1.0)
-        airlight, beta = md.syn_haze_params(0, job)
+        airlight, beta = demo.syn_haze_params(0, job)
         assert 0.4 <= airlight <= 1.0 and 1.0 <= beta <= 5.0
-        folder = md.folder_path(out, job.src, job.split, "clear").parent
-        clear_file = _read(folder / f"{job.split}_clear" / job.name)
-        hazy_file = _read(folder / f"{job.split}_foggy" / job.name)
+        clear_file = _read(out / "FVRID_syn" / f"{job.split}_clear" / job.name)
+        hazy_file = _read(out / "FVRID_syn" / f"{job.split}_foggy" / job.name)
         assert np.abs(clear_file - clear).mean() < 0.02
         expected = synthesize(clear_file, depth, beta, airlight)
         assert np.abs(hazy_file - expected).mean() < 0.02
@@ -151,17 +148,18 @@ def test_real_haze_is_not_the_synthetic_model(runs):
 
 def test_refuses_then_force(tmp_path):
     out = tmp_path / "d"
-    md.generate(out, seed=2, size=32, scale=0.02, workers=1)
+    demo.generate(out, seed=2, size=32, scale=0.02, workers=1)
     (out / "notes.txt").write_text("keep me")
     keep = out / "FVRID_syn" / "train_clear" / "README"
     keep.write_text("keep me too")
     with pytest.raises(FileExistsError):
-        md.generate(out, seed=2, size=32, scale=0.02, workers=1)
-    assert md.main(["--out", str(out), "--size", "32", "--scale", "0.02"]) == 2
+        demo.generate(out, seed=2, size=32, scale=0.02, workers=1)
+    refused = _make_demo("--out", str(out), "--size", "32", "--scale", "0.02")
+    assert refused.returncode == 2 and "--force" in refused.stderr
     before = _hashes(out)
     stale = out / "FVRID_syn" / "train_clear" / "99999_c001_000001_0.jpg"
     stale.write_bytes(b"old")
-    md.generate(out, seed=2, size=32, scale=0.02, force=True, workers=1)
+    demo.generate(out, seed=2, size=32, scale=0.02, force=True, workers=1)
     assert not stale.exists()                       # our own earlier images are replaced
     assert (out / "notes.txt").read_text() == "keep me" and keep.read_text() == "keep me too"
     assert _hashes(out) == before
@@ -169,7 +167,7 @@ def test_refuses_then_force(tmp_path):
 
 def test_figure(runs, tmp_path):
     path = tmp_path / "fig.png"
-    md.make_figure(runs["a"], path, tile=SIZE)
+    demo.make_figure(runs["a"], path, demo.build_plan(0, SCALE), tile=SIZE)
     img = cv2.imread(str(path))
     assert img is not None and img.shape[0] > 4 * SIZE and img.shape[1] > 8 * SIZE
     assert path.stat().st_size < 300_000
@@ -182,7 +180,7 @@ def test_force_never_deletes_a_foreign_dataset(tmp_path):
     foreign = folder / "54321_c007_000123_0.jpg"  # named like ours, but not made by the script
     foreign.write_bytes(b"someone's image")
     with pytest.raises(FileExistsError):
-        md.generate(out, seed=0, size=32, scale=0.02, workers=1)
-    md.generate(out, seed=0, size=32, scale=0.02, force=True, workers=1)
+        demo.generate(out, seed=0, size=32, scale=0.02, workers=1)
+    demo.generate(out, seed=0, size=32, scale=0.02, force=True, workers=1)
     assert foreign.read_bytes() == b"someone's image"
-    assert not (out / md.MARKER).exists()           # so a later --force still deletes nothing
+    assert not (out / demo.MARKER).exists()           # so a later --force still deletes nothing

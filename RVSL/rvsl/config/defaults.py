@@ -7,6 +7,8 @@ then ``KEY VALUE`` pairs from the command line (see :func:`rvsl.config.load_conf
 
 from yacs.config import CfgNode as CN
 
+from ..data.layout import DEFAULT_PATHS
+
 _C = CN()
 
 # ---------------------------------------------------------------------------- #
@@ -75,18 +77,13 @@ _C.INPUT.ERASE_FILL = [0.4914, 0.4822, 0.4465]
 # ---------------------------------------------------------------------------- #
 _C.DATASETS = CN()
 _C.DATASETS.DATA_PATH = "Datasets"
-_C.DATASETS.SYN_TRAIN_CLEAR_PATH = "FVRID_syn/train_clear"
-_C.DATASETS.SYN_TRAIN_FOGGY_PATH = "FVRID_syn/train_foggy"
-_C.DATASETS.SYN_QUERY_CLEAR_PATH = "FVRID_syn/query_clear"
-_C.DATASETS.SYN_QUERY_FOGGY_PATH = "FVRID_syn/query_foggy"
-_C.DATASETS.SYN_GALLERY_CLEAR_PATH = "FVRID_syn/gallery_clear"
-_C.DATASETS.SYN_GALLERY_FOGGY_PATH = "FVRID_syn/gallery_foggy"
-_C.DATASETS.REAL_TRAIN_CLEAR_PATH = "FVRID_clear/train_clear"
-_C.DATASETS.REAL_QUERY_CLEAR_PATH = "FVRID_clear/query_clear"
-_C.DATASETS.REAL_GALLERY_CLEAR_PATH = "FVRID_clear/gallery_clear"
-_C.DATASETS.REAL_TRAIN_FOGGY_PATH = "FVRID_real/train_foggy"
-_C.DATASETS.REAL_QUERY_FOGGY_PATH = "FVRID_real/query_foggy"
-_C.DATASETS.REAL_GALLERY_FOGGY_PATH = "FVRID_real/gallery_foggy"
+# One key per folder of the layout, SYN_TRAIN_CLEAR_PATH ... REAL_GALLERY_FOGGY_PATH, generated from the
+# table in rvsl/data/layout.py: synthetic train/query/gallery in clear and hazy twins (SYN_*), real clear
+# (REAL_*_CLEAR_PATH) and real hazy (REAL_*_FOGGY_PATH) train/query/gallery. The real TRAIN folders are
+# unlabelled (names never parsed); the real query/gallery folders may be absent in stages 2/3.
+for _key, _rel in DEFAULT_PATHS.items():
+    _C.DATASETS[_key] = _rel
+del _key, _rel
 
 # ---------------------------------------------------------------------------- #
 # Data loading

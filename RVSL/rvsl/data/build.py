@@ -10,6 +10,7 @@ from torch.utils.data import DataLoader
 
 from ..config import CfgNode
 from ..utils.errors import InputError
+from . import layout
 from .datasets import ImageListDataset, PairDataset, TestDataset, UnlabelledDataset
 from .fvrid import ImageRecord, PairRecord, list_images, pair_twins, relabel, scan_labelled, summarize
 from .samplers import PKBatchSampler, ShuffleBatchSampler
@@ -17,18 +18,14 @@ from .transforms import Augment
 
 logger = logging.getLogger(__name__)
 
-# The real training folder of each stage; stage 1 trains on synthetic pairs only.
-REAL_TRAIN_KEY = {"STAGE1": None, "STAGE2": "REAL_TRAIN_CLEAR_PATH", "STAGE3": "REAL_TRAIN_FOGGY_PATH"}
-# The test set each stage validates on.
-STAGE_TEST_SET = {"STAGE1": "SYN", "STAGE2": "REAL_CLEAR", "STAGE3": "REAL_FOGGY"}
-# Query and gallery folder keys of each test set (SYN is evaluated on its hazy images).
-TEST_KEYS = {
-    "SYN": ("SYN_QUERY_FOGGY_PATH", "SYN_GALLERY_FOGGY_PATH"),
-    "REAL_CLEAR": ("REAL_QUERY_CLEAR_PATH", "REAL_GALLERY_CLEAR_PATH"),
-    "REAL_FOGGY": ("REAL_QUERY_FOGGY_PATH", "REAL_GALLERY_FOGGY_PATH"),
-}
+# The real training folder key of each stage (None in stage 1, which trains on synthetic pairs only),
+# the test set each stage validates on, and the query and gallery folder keys of each test set (SYN is
+# evaluated on its hazy images): all derived from the layout table.
+REAL_TRAIN_KEY = layout.REAL_TRAIN_KEY
+STAGE_TEST_SET = layout.STAGE_TEST_SET
+TEST_KEYS = layout.TEST_KEYS
 # Clear twins of the SYN test images: ground truth for the generators' SSIM/PSNR.
-SYN_GT_KEYS = {"SYN_QUERY_FOGGY_PATH": "SYN_QUERY_CLEAR_PATH", "SYN_GALLERY_FOGGY_PATH": "SYN_GALLERY_CLEAR_PATH"}
+SYN_TWIN_KEYS = {f.key: layout.twin(f).key for f in layout.eval_folders(layout.SYN)}
 
 
 class TrainLoaders(NamedTuple):
@@ -184,7 +181,7 @@ def test_set_available(cfg: CfgNode, test_set: str) -> bool:
     _check_test_set(test_set)
     keys = list(TEST_KEYS[test_set])
     if test_set == "SYN":
-        keys += [SYN_GT_KEYS[key] for key in TEST_KEYS[test_set]]
+        keys += [SYN_TWIN_KEYS[key] for key in TEST_KEYS[test_set]]
     return all(os.path.isdir(folder(cfg, key)) for key in keys)
 
 
@@ -198,7 +195,7 @@ def build_test_loader(cfg: CfgNode, test_set: str) -> Tuple[DataLoader, int]:
     for key in TEST_KEYS[test_set]:
         part = _labelled(cfg, key)
         if test_set == "SYN":
-            pairs = pair_twins(_labelled(cfg, SYN_GT_KEYS[key]), part)
+            pairs = pair_twins(_labelled(cfg, SYN_TWIN_KEYS[key]), part)
             part = _hazy_records(pairs)
             twins += [p.clear for p in pairs]
         rows.append((cfg.DATASETS[key], *map(str, summarize(part))))

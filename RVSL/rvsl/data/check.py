@@ -1,104 +1,64 @@
-"""Validation of a dataset in the FVRID layout: what is wrong with it, before anyone trains on it.
+"""Fast validation of a dataset in the FVRID layout, on the loaders' own scanner (:mod:`rvsl.data.fvrid`).
 
-:func:`check_dataset` returns a :class:`Report` with per-folder counts and, per kind of problem,
-the offending files. ``Datasets/check_fvrid.py`` prints it; the trainers call the same function
-with ``fast=True`` at start-up and log what it finds (:func:`log_report`).
-
-The layout (:data:`FVRID_FOLDERS`) is read from the ``DATASETS.*_PATH`` keys of the config defaults,
-so the twelve folders are defined in one place. Kinds of problem (:data:`PROBLEM_KINDS`):
+:func:`scan_dataset` lists the folders of the layout (:mod:`rvsl.data.layout`) and returns a
+:class:`Report` with per-folder counts and, per kind of problem, the offending files. The trainers
+call :func:`startup_check`; the offline tool ``Datasets/check_fvrid.py`` adds the checks that read
+every image (decode, twin sizes, duplicates). Kinds of problem (:data:`PROBLEM_KINDS`):
 
 - ``missing_folder``, ``empty_folder``: a folder of the layout is absent or holds no image.
 - ``not_an_image``: a file (or sub-folder) that the loader ignores (not .jpg/.jpeg/.png/.bmp).
-- ``unparseable_name``: an image whose name does not parse as ``PID_cCAM_...``.
+- ``unparseable_name``: an image of a labelled folder whose name does not parse as ``PID_cCAM_...``
+  (the real training folders are unlabelled: their names are never parsed).
 - ``undecodable``: an image that does not decode (full check only).
 - ``missing_twin``: a synthetic clear image without its hazy twin (same name), or the reverse.
 - ``twin_size_mismatch``: a synthetic twin pair whose images differ in size (full check only).
-- ``train_test_overlap``: a training identity that also appears in the query or gallery of the
-  same domain (synthetic, real clear or real hazy); reported once per identity and test folder.
+- ``train_test_overlap``: a synthetic training identity that also appears in the synthetic query or
+  gallery; reported once per identity and test folder.
 - ``query_without_match``: a query with no gallery image of the same identity from another camera
   (the evaluation protocol would skip it).
-- ``duplicate``: a file whose bytes equal another file's anywhere in the dataset (in one folder, or
-  across folders, splits or domains: every folder has its own role, so no image belongs in two);
-  the first path in sorted order is the original, each later copy is reported (full check only).
+- ``duplicate``: a file whose bytes equal another file's anywhere in the dataset (full check only).
 
 Identity -1 (junk) is counted but never checked: the loader and the protocol skip it.
 """
 
-import hashlib
-import io
 import logging
-from concurrent.futures import ProcessPoolExecutor
+import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
-from PIL import Image
-from tqdm import tqdm
-
-from ..config.defaults import _C
 from ..utils.errors import InputError
-from .fvrid import IMG_EXTENSIONS, JUNK_ID, parse_name
+from . import layout
+from .fvrid import JUNK_ID, FolderScan, mark_reported, match_twins, scan_folder
 
 logger = logging.getLogger(__name__)
-
-# Config key suffix (``SYN_TRAIN_CLEAR``) -> folder relative to the data root, from the config defaults.
-FVRID_FOLDERS: Dict[str, str] = {key[: -len("_PATH")]: str(value) for key, value in _C.DATASETS.items()
-                                 if key.endswith("_PATH") and key != "DATA_PATH"}
 
 # Problem kinds in report order, with the one-line description printed above their files.
 PROBLEM_KINDS: Dict[str, str] = {
     "missing_folder": "folder of the layout does not exist",
     "empty_folder": "folder holds no image",
-    "not_an_image": "file or folder the loader ignores (not .jpg/.jpeg/.png/.bmp)",
+    "not_an_image": "not an image file: a file or folder the loader ignores (not .jpg/.jpeg/.png/.bmp)",
     "unparseable_name": "image name does not parse as PID_cCAM_...",
     "undecodable": "image does not decode",
-    "missing_twin": "synthetic image without its clear/hazy twin (same file name)",
+    "missing_twin": "clear image without its hazy twin, or hazy image without its clear twin (same file name)",
     "twin_size_mismatch": "synthetic clear/hazy twins differ in size",
     "train_test_overlap": "training identity also appears in query/gallery of the same domain",
     "query_without_match": "query has no gallery image of the same identity from another camera",
     "duplicate": "file has the same bytes as another file of the dataset",
 }
-# Kinds that need every image read (skipped by ``fast=True``).
+# Kinds that need every image read (only the offline checker looks for them).
 FULL_ONLY = ("undecodable", "twin_size_mismatch", "duplicate")
-DOMAINS = ("syn", "clear", "real")
-_EXIF_ORIENTATION = 0x0112
-# Domains whose folders each training stage reads (train, and query/gallery for validation).
-STAGE_DOMAINS = {"STAGE1": ("syn",), "STAGE2": ("syn", "clear"), "STAGE3": ("syn", "real")}
 
 
-@dataclass(frozen=True)
-class FolderRole:
-    """What a layout key means: domain (syn, clear, real), split (train, query, gallery), condition."""
-
-    domain: str
-    split: str
-    condition: str
+def select_layout(domains: Iterable[str], paths: Optional[Mapping[str, str]] = None) -> Dict[str, str]:
+    """``{config key: folder}`` of ``paths`` (default: the layout's) for the folders of ``domains``."""
+    paths = layout.DEFAULT_PATHS if paths is None else paths
+    return {f.key: paths[f.key] for f in layout.select(domains) if f.key in paths}
 
 
-def folder_role(key: str) -> FolderRole:
-    """Role of a layout key such as ``SYN_TRAIN_CLEAR`` or ``REAL_QUERY_FOGGY``."""
-    parts = key.upper().split("_")
-    if len(parts) != 3 or parts[0] not in ("SYN", "REAL") or parts[1] not in ("TRAIN", "QUERY", "GALLERY") \
-            or parts[2] not in ("CLEAR", "FOGGY"):
-        raise InputError(f"'{key}' is not a layout key (expected SYN|REAL_TRAIN|QUERY|GALLERY_CLEAR|FOGGY)")
-    domain = "syn" if parts[0] == "SYN" else ("clear" if parts[2] == "CLEAR" else "real")
-    return FolderRole(domain, parts[1].lower(), parts[2].lower())
-
-
-def select_layout(domains: Iterable[str], layout: Optional[Mapping[str, str]] = None) -> Dict[str, str]:
-    """The folders of ``layout`` (default: FVRID's) that belong to ``domains`` (syn, clear, real)."""
-    domains = set(domains)
-    unknown = domains - set(DOMAINS)
-    if unknown:
-        raise InputError(f"unknown domain(s) {', '.join(sorted(unknown))}; expected {', '.join(DOMAINS)}")
-    layout = FVRID_FOLDERS if layout is None else layout
-    return {key: rel for key, rel in layout.items() if folder_role(key).domain in domains}
-
-
-def layout_from_config(cfg, keys: Optional[Iterable[str]] = None) -> Tuple[str, Dict[str, str]]:
-    """``(DATA_PATH, {key: folder})`` from a config's ``DATASETS`` node, for ``keys`` (default: all twelve)."""
-    keys = list(FVRID_FOLDERS) if keys is None else [k[: -len("_PATH")] if k.endswith("_PATH") else k for k in keys]
-    return str(cfg.DATASETS.DATA_PATH), {key: str(cfg.DATASETS[f"{key}_PATH"]) for key in keys}
+def layout_from_config(cfg) -> Tuple[str, Dict[str, str]]:
+    """``(DATA_PATH, {config key: folder})`` of the twelve folders from a config's ``DATASETS`` node."""
+    return str(cfg.DATASETS.DATA_PATH), {f.key: str(cfg.DATASETS[f.key]) for f in layout.FOLDERS}
 
 
 @dataclass
@@ -112,11 +72,12 @@ class Problem:
 
 @dataclass
 class FolderStats:
-    """Counts of one layout folder; ``exists`` is False for a missing folder."""
+    """Counts of one layout folder; ``exists`` is False for a missing folder; unlabelled: no identities."""
 
     key: str
     path: str
     exists: bool
+    labelled: bool = True
     images: int = 0
     identities: int = 0
     cameras: int = 0
@@ -125,12 +86,15 @@ class FolderStats:
 
 @dataclass
 class Report:
-    """Result of :func:`check_dataset`: folder counts and the problems of each kind."""
+    """Result of a check: folder counts, the problems of each kind, and what the full check reads next."""
 
     root: str
-    fast: bool
+    fast: bool = True
     folders: List[FolderStats] = field(default_factory=list)
     problems: Dict[str, List[Problem]] = field(default_factory=lambda: {kind: [] for kind in PROBLEM_KINDS})
+    images: List[str] = field(default_factory=list, repr=False)
+    pairs: List[Tuple[str, str]] = field(default_factory=list, repr=False)
+    absent: List[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -140,6 +104,13 @@ class Report:
     def counts(self) -> Dict[str, int]:
         """Number of problems per kind (every kind, zeros included)."""
         return {kind: len(items) for kind, items in self.problems.items()}
+
+    def show(self, path: Union[str, Path]) -> str:
+        """``path`` relative to the data root when it lies under it."""
+        try:
+            return Path(path).relative_to(self.root).as_posix()
+        except ValueError:
+            return str(path)
 
     def to_dict(self) -> dict:
         """Plain data for ``--json``: every problem listed, nothing truncated."""
@@ -154,222 +125,127 @@ class Report:
                          for kind, items in self.problems.items()},
         }
 
-    def add(self, kind: str, path: str, detail: str = "") -> None:
-        """Record one problem of ``kind``."""
-        self.problems[kind].append(Problem(kind, path, detail))
+    def add(self, kind: str, path: Union[str, Path], detail: str = "") -> None:
+        """Record one problem of ``kind`` about ``path``."""
+        self.problems[kind].append(Problem(kind, self.show(path), detail))
 
 
-@dataclass
-class _Folder:
-    """Scan of one folder: its images by name and their parsed labels."""
-
-    key: str
-    path: Path
-    images: Dict[str, Path] = field(default_factory=dict)
-    labels: Dict[str, Tuple[int, int]] = field(default_factory=dict)
-
-
-def _inspect(path: str) -> Tuple[bool, Optional[Tuple[int, int]], str]:
-    """``(decodes, (width, height), sha256)`` of one file, reading it once."""
-    data = Path(path).read_bytes()
-    digest = hashlib.sha256(data).hexdigest()
-    try:
-        with Image.open(io.BytesIO(data)) as img:
-            img.load()
-            width, height = img.size
-            if img.getexif().get(_EXIF_ORIENTATION) in (5, 6, 7, 8):
-                width, height = height, width  # the loaders (cv2) apply the rotation
-            return True, (width, height), digest
-    except Exception:  # PIL raises many types for corrupt files
-        return False, None, digest
-
-
-def _scan(key: str, folder: Path, report: Report, show) -> Optional[_Folder]:
-    """List one folder: counts in ``report``, name problems recorded; None if it is missing."""
-    if not folder.is_dir():
-        report.folders.append(FolderStats(key, show(folder), False))
-        report.add("missing_folder", show(folder), f"{key} folder not found")
-        return None
-    scan = _Folder(key, folder)
-    for entry in sorted(folder.iterdir()):
-        if entry.name.startswith("."):
-            continue  # hidden files (and unfinished writes of the builder) are not data
-        if entry.is_dir() or entry.suffix.lower() not in IMG_EXTENSIONS:
-            report.add("not_an_image", show(entry), "sub-folder" if entry.is_dir() else f"extension '{entry.suffix}'")
-            continue
-        scan.images[entry.name] = entry
-        parsed = parse_name(entry.name)
-        if parsed is None:
-            report.add("unparseable_name", show(entry), f"in {key}")
-        else:
-            scan.labels[entry.name] = parsed
+def _scan(folder: layout.LayoutFolder, path: Path, report: Report) -> FolderScan:
+    """List one existing folder with the loaders' scanner; counts and name problems go into ``report``."""
+    scan = scan_folder(str(path), f"DATASETS.{folder.key}", folder.labelled)
+    for entry, why in scan.ignored:
+        report.add("not_an_image", entry, why)
+    for entry in scan.unparsed:
+        report.add("unparseable_name", entry, f"in {folder.key}")
     valid = [label for label in scan.labels.values() if label[0] != JUNK_ID]
-    report.folders.append(FolderStats(key, show(folder), True, len(scan.images), len({p for p, _ in valid}),
-                                      len({c for _, c in valid}), len(scan.labels) - len(valid)))
+    report.folders.append(FolderStats(folder.key, report.show(path), True, folder.labelled, len(scan.images),
+                                      len({p for p, _ in valid}), len({c for _, c in valid}),
+                                      len(scan.labels) - len(valid)))
     if not scan.images:
-        report.add("empty_folder", show(folder), f"{key} holds no image")
+        report.add("empty_folder", path, f"{folder.key} holds no image")
+    report.images.extend(scan.images)
     return scan
 
 
-def _check_twins(scans: Mapping[str, _Folder], report: Report, show) -> List[Tuple[Path, Path]]:
-    """Record synthetic images without their twin; return the twin pairs found."""
-    pairs = []
+def _check_twins(scans: Mapping[str, FolderScan], report: Report) -> None:
+    """Record synthetic images without their twin; keep the twin pairs for the full check."""
     for key, scan in scans.items():
-        role = folder_role(key)
-        if role.domain != "syn" or role.condition != "clear":
-            continue
-        twin_key = f"SYN_{role.split.upper()}_FOGGY"
-        twin = scans.get(twin_key)
-        if twin is None:
+        folder = layout.BY_KEY[key]
+        twin = layout.twin(folder)
+        if folder.condition != "clear" or twin is None or twin.key not in scans:
             continue  # a missing twin folder is reported as such, not file by file
-        for name, path in scan.images.items():
-            if name in twin.images:
-                pairs.append((path, twin.images[name]))
-            else:
-                report.add("missing_twin", show(path), f"no hazy twin in {show(twin.path)}")
-        for name, path in twin.images.items():
-            if name not in scan.images:
-                report.add("missing_twin", show(path), f"no clear twin in {show(scan.path)}")
-    return pairs
+        pairs, clear_only, hazy_only = match_twins(scan.images, scans[twin.key].images)
+        report.pairs.extend(pairs)
+        for path in clear_only:
+            report.add("missing_twin", path, f"no hazy twin in {report.show(scans[twin.key].folder)}")
+        for path in hazy_only:
+            report.add("missing_twin", path, f"no clear twin in {report.show(scan.folder)}")
 
 
-def _check_overlap(scans: Mapping[str, _Folder], report: Report, show) -> None:
-    """Record test folders holding identities that a training folder of the same domain holds."""
-    train_ids: Dict[str, Dict[int, Path]] = {}
+def _check_overlap(scans: Mapping[str, FolderScan], report: Report) -> None:
+    """Record test folders holding identities that a labelled training folder of the same domain holds."""
+    train_ids: Dict[str, Dict[int, str]] = {}
     for key, scan in scans.items():
-        role = folder_role(key)
-        if role.split == "train":
-            ids = train_ids.setdefault(role.domain, {})
-            for name, (pid, _) in scan.labels.items():
+        if layout.BY_KEY[key].split == "train":
+            ids = train_ids.setdefault(layout.BY_KEY[key].domain, {})
+            for path, (pid, _) in scan.labels.items():
                 if pid != JUNK_ID:
-                    ids.setdefault(pid, scan.images[name])
+                    ids.setdefault(pid, path)
     for key, scan in scans.items():
-        role = folder_role(key)
-        if role.split == "train" or role.domain not in train_ids:
-            continue
+        folder = layout.BY_KEY[key]
+        known = train_ids.get(folder.domain, {}) if folder.split != "train" else {}
         reported = set()
-        for name, (pid, _) in scan.labels.items():
-            if pid in train_ids[role.domain] and pid not in reported:
+        for path, (pid, _) in scan.labels.items():
+            if pid in known and pid not in reported:
                 reported.add(pid)
-                report.add("train_test_overlap", show(scan.images[name]),
-                           f"identity {pid} is also in training ({show(train_ids[role.domain][pid])})")
+                report.add("train_test_overlap", path,
+                           f"identity {pid} is also in training ({report.show(known[pid])})")
 
 
-def _check_queries(scans: Mapping[str, _Folder], report: Report, show) -> None:
+def _check_queries(scans: Mapping[str, FolderScan], report: Report) -> None:
     """Record queries with no true match in their gallery under the protocol (same id, other camera)."""
     for key, scan in scans.items():
-        role = folder_role(key)
-        gallery = scans.get(key.replace("_QUERY_", "_GALLERY_")) if role.split == "query" else None
+        folder = layout.BY_KEY[key]
+        if folder.split != "query":
+            continue
+        gallery = scans.get(layout.find(folder.domain, "gallery", folder.condition).key)
         if gallery is None:
             continue
         cameras: Dict[int, set] = {}
         for pid, camid in gallery.labels.values():
             cameras.setdefault(pid, set()).add(camid)
-        for name, (pid, camid) in scan.labels.items():
+        for path, (pid, camid) in scan.labels.items():
             if pid != JUNK_ID and not cameras.get(pid, set()) - {camid}:
                 seen = "only from the same camera" if pid in cameras else "not at all"
-                report.add("query_without_match", show(scan.images[name]),
-                           f"identity {pid} is in {show(gallery.path)} {seen}")
+                report.add("query_without_match", path, f"identity {pid} is in {report.show(gallery.folder)} {seen}")
 
 
-def _check_contents(scans: Mapping[str, _Folder], pairs: Sequence[Tuple[Path, Path]], report: Report,
-                    show, workers: int, progress: bool) -> None:
-    """Decode and hash every image: undecodable files, twin size mismatches, duplicates."""
-    paths = [str(p) for scan in scans.values() for p in scan.images.values()]
-    bar = dict(total=len(paths), desc="checking images", unit="img", disable=not progress, leave=False)
-    if workers > 1 and len(paths) > 1:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
-            results = list(tqdm(pool.map(_inspect, paths, chunksize=64), **bar))
-    else:
-        results = [_inspect(p) for p in tqdm(paths, **bar)]
-    info = dict(zip(paths, results))
-    for path in paths:
-        if not info[path][0]:
-            report.add("undecodable", show(path), "PIL cannot decode it")
-    for clear, hazy in pairs:
-        size_c, size_h = info[str(clear)][1], info[str(hazy)][1]
-        if size_c is not None and size_h is not None and size_c != size_h:
-            report.add("twin_size_mismatch", show(hazy),
-                       f"{size_h[0]}x{size_h[1]} but its clear twin {show(clear)} is {size_c[0]}x{size_c[1]}")
-    first: Dict[str, str] = {}
-    for path in sorted(paths, key=show):
-        digest = info[path][2]
-        if digest in first:
-            report.add("duplicate", show(path), f"same bytes as {first[digest]}")
-        else:
-            first[digest] = show(path)
+def scan_dataset(root: Union[str, Path], paths: Optional[Mapping[str, str]] = None,
+                 optional: Sequence[str] = ()) -> Report:
+    """Fast checks (names, twins, identities, protocol; nothing decoded) of the dataset under ``root``.
 
-
-def check_dataset(root: Union[str, Path], layout: Optional[Mapping[str, str]] = None, fast: bool = False,
-                  workers: int = 1, progress: bool = False) -> Report:
-    """Check the FVRID dataset under ``root`` and return a :class:`Report`.
-
-    ``layout`` maps layout keys (``SYN_TRAIN_CLEAR``, ...) to folders relative to ``root`` (or
-    absolute); default :data:`FVRID_FOLDERS`; a subset checks only those folders. ``fast`` lists
-    folders only (names, twins, identities, protocol), skipping the decode, size and duplicate checks:
-    the trainers' start-up mode. ``workers`` > 1 decodes in parallel processes. A missing ``root``
-    raises :class:`InputError`.
+    ``paths`` maps layout config keys (``SYN_TRAIN_CLEAR_PATH``, ...) to folders relative to ``root``
+    (or absolute); default: all twelve at their default places; a subset checks only those. The keys
+    of ``optional`` may be absent all together: then they are listed in ``report.absent``, not as a
+    problem. A missing ``root`` or a key outside the layout raises :class:`InputError`.
     """
     root = Path(root)
     if not root.is_dir():
         raise InputError(f"dataset folder not found: {root}")
-    layout = FVRID_FOLDERS if layout is None else dict(layout)
-    for key in layout:
-        folder_role(key)  # unknown keys are an error, not a silent skip
-
-    def show(path: Union[str, Path]) -> str:
-        path = Path(path)
-        try:
-            return path.relative_to(root).as_posix()
-        except ValueError:
-            return str(path)
-
-    report = Report(str(root), fast)
+    paths = layout.DEFAULT_PATHS if paths is None else dict(paths)
+    unknown = [key for key in paths if key not in layout.BY_KEY]
+    if unknown:
+        raise InputError(f"not a layout key: {', '.join(unknown)} (expected one of {', '.join(layout.BY_KEY)})")
+    report = Report(str(root))
+    if optional and not any((root / paths[key]).is_dir() for key in optional if key in paths):
+        report.absent = [key for key in optional if key in paths]
     scans = {}
-    for key, rel in layout.items():
-        scan = _scan(key, root / rel, report, show)
-        if scan is not None:
-            scans[key] = scan
-    pairs = _check_twins(scans, report, show)
-    _check_overlap(scans, report, show)
-    _check_queries(scans, report, show)
-    if not fast:
-        _check_contents(scans, pairs, report, show, workers, progress)
+    for key, rel in paths.items():
+        if key in report.absent:
+            continue
+        if not (root / rel).is_dir():
+            report.folders.append(FolderStats(key, report.show(root / rel), False, layout.BY_KEY[key].labelled))
+            report.add("missing_folder", root / rel, f"{key} folder not found")
+            continue
+        scans[key] = _scan(layout.BY_KEY[key], root / rel, report)
+    _check_twins(scans, report)
+    _check_overlap(scans, report)
+    _check_queries(scans, report)
     return report
 
 
-def format_report(report: Report, max_listed: int = 5) -> str:
-    """Human-readable report: a table of folder counts, then each kind of problem with its first files."""
-    lines = [f"FVRID dataset check: {report.root}" + (" (fast: no decode, size or duplicate check)" if report.fast else ""),
-             "", f"{'folder':<28} {'images':>8} {'ids':>7} {'cams':>6} {'junk':>6}"]
-    for stats in report.folders:
-        if stats.exists:
-            lines.append(f"{stats.path:<28} {stats.images:>8} {stats.identities:>7} {stats.cameras:>6} {stats.junk:>6}")
-        else:
-            lines.append(f"{stats.path:<28} {'missing':>8}")
-    lines.append("")
-    for kind, items in report.problems.items():
-        if not items:
-            continue
-        lines.append(f"{kind}: {len(items)} ({PROBLEM_KINDS[kind]})")
-        for problem in items[:max_listed]:
-            lines.append(f"  {problem.path}" + (f": {problem.detail}" if problem.detail else ""))
-        if len(items) > max_listed:
-            lines.append(f"  ... and {len(items) - max_listed} more")
-    total = sum(report.counts().values())
-    lines.append("OK: no problem found" if report.ok else
-                 f"PROBLEMS: {total} in {sum(1 for n in report.counts().values() if n)} kind(s)")
-    return "\n".join(lines)
-
-
 def log_report(report: Report, log: Optional[logging.Logger] = None, max_listed: int = 3) -> bool:
-    """Log each kind of problem as a warning naming its first files; returns ``report.ok``."""
+    """Log each kind of problem as one warning naming its first files; returns ``report.ok``.
+
+    Every file of the report is then marked as reported, so the loaders do not warn about it again.
+    """
     log = log or logger
     for kind, items in report.problems.items():
         if items:
             named = "; ".join(f"{p.path}" + (f" ({p.detail})" if p.detail else "") for p in items[:max_listed])
             more = f" and {len(items) - max_listed} more" if len(items) > max_listed else ""
             log.warning("dataset check: %d %s (%s): %s%s", len(items), kind, PROBLEM_KINDS[kind], named, more)
+        mark_reported(kind, [os.path.join(report.root, p.path) for p in items])
     if report.ok:
         log.info("dataset check%s: no problem in %d folder(s) under %s",
                  " (fast)" if report.fast else "", len(report.folders), report.root)
@@ -380,12 +256,20 @@ def startup_check(cfg, log: Optional[logging.Logger] = None) -> Report:
     """The trainers' start-up check: fast checks of the folders ``cfg.MODE.STAGE`` reads, problems logged.
 
     Problems are warnings, not errors (the loader skips bad files); a missing ``DATA_PATH`` raises
-    :class:`InputError`. Returns the report (``report.ok``).
+    :class:`InputError`. The real query/gallery folders of stages 2/3 may be absent: said once at
+    info level (that test set is then not evaluated). Returns the report (``report.ok``).
     """
-    root, layout = layout_from_config(cfg)
-    domains = STAGE_DOMAINS.get(str(cfg.MODE.STAGE), DOMAINS)
-    report = check_dataset(root, select_layout(domains, layout), fast=True)
+    root, paths = layout_from_config(cfg)
+    stage = str(cfg.MODE.STAGE)
+    domains = layout.stage_domains(stage)
+    real = layout.STAGE_REAL_DOMAIN.get(stage)
+    optional = [f.key for f in layout.FOLDERS if f.domain == real and f.split != "train"]
+    report = scan_dataset(root, select_layout(domains, paths), optional)
+    log = log or logger
+    if report.absent:
+        log.info("the %s test set is absent (%s): it will not be evaluated", real,
+                 ", ".join(f"DATASETS.{key}" for key in report.absent))
     log_report(report, log)
     if not report.ok:
-        (log or logger).warning("run 'python Datasets/check_fvrid.py %s' for the full check", root)
+        log.warning("run 'python Datasets/check_fvrid.py %s' for the full check", root)
     return report

@@ -15,6 +15,7 @@ from tqdm import tqdm
 
 from ..config import CfgNode, config_from_dict, config_to_dict
 from ..data.build import STAGE_TEST_SET, build_test_loader, build_train_loaders, test_set_available
+from ..data import layout
 from ..data.check import startup_check
 from ..evaluation import inference_on_dataset
 from ..evaluation.proxies import real_proxies
@@ -33,8 +34,9 @@ from .stages import build_step
 logger = logging.getLogger(__name__)
 
 DOMAINS = ("clear", "hazy")
-# The domain of each unsupervised stage's real images.
-REAL_DOMAIN = {"STAGE2": "clear", "STAGE3": "hazy"}
+# The image domain (the branch that reads them) of each unsupervised stage's real images.
+REAL_DOMAIN = {stage: layout.find(domain, "train").condition
+               for stage, domain in layout.STAGE_REAL_DOMAIN.items() if domain}
 
 
 def format_metrics(metrics: Dict) -> str:

@@ -13,15 +13,10 @@ from typing import Callable, Optional, Protocol, Tuple, Union, runtime_checkable
 import cv2
 import numpy as np
 
-from ..utils.errors import InputError
-from .synthesis import normalize_depth
+from rvsl.haze.synthesis import normalize_depth
+from rvsl.utils.errors import InputError
 
 logger = logging.getLogger(__name__)
-
-# Extensions of depth files, in lookup order: a raw array, or a (typically 16-bit) PNG.
-DEPTH_EXTENSIONS = (".npy", ".png")
-# Name recorded in manifests for the geometric fallback, so nobody mistakes it for an estimate.
-GROUND_PLANE = "ground-plane-fallback"
 
 
 @runtime_checkable
