@@ -1,8 +1,10 @@
 """End-of-epoch work as small hooks (detectron2 style): validate, track the best epoch, record, save.
 
-The trainer calls every hook's ``after_epoch`` in order after each epoch, with the epoch's record in
-``trainer.record`` (``epoch``, ``seconds``, ``losses``, ``disc_losses``, ``metrics``). A hook with
-state defines ``state_dict`` / ``load_state_dict`` and is checkpointed under its ``name``.
+After each epoch the trainer calls every hook's ``after_epoch`` in order (validate, choose, record,
+save), with the epoch's record in ``trainer.record`` (``epoch``, ``seconds``, ``losses``,
+``disc_losses``, ``metrics``), then every hook's ``after_checkpoint`` (files derived from the saved
+state: history, plots), so no output ever shows an epoch whose checkpoint is not written yet. A hook
+with state defines ``state_dict`` / ``load_state_dict`` and is checkpointed under its ``name``.
 """
 
 import logging
@@ -22,6 +24,9 @@ class HookBase:
 
     def after_epoch(self, trainer: Any) -> None:
         """Run after each epoch."""
+
+    def after_checkpoint(self, trainer: Any) -> None:
+        """Run after each epoch once every hook's ``after_epoch`` (the checkpoint included) is done."""
 
     def after_train(self, trainer: Any) -> None:
         """Run once after the last epoch."""
@@ -80,7 +85,7 @@ class BestMetricHook(HookBase):
 
 
 class HistoryHook(HookBase):
-    """Appends each epoch's record to ``history.json`` and redraws ``losses.png``."""
+    """Keeps every epoch's record (checkpointed); writes ``history.json`` and redraws ``losses.png`` after the save."""
 
     name = "history"
 
@@ -90,8 +95,9 @@ class HistoryHook(HookBase):
         self.epochs: List[Dict] = []
 
     def after_epoch(self, trainer: Any) -> None:
-        record = {key: value for key, value in trainer.record.items() if key != "is_best"}
-        self.epochs.append(record)
+        self.epochs.append({key: value for key, value in trainer.record.items() if key != "is_best"})
+
+    def after_checkpoint(self, trainer: Any) -> None:
         write_json(self.output_dir / "history.json", {"stage": self.stage, "epochs": self.epochs})
         curves = [{"epoch": e["epoch"], "losses": {**e["losses"], **e["disc_losses"]}} for e in self.epochs]
         plot_losses(curves, self.output_dir / "losses.png", f"{self.stage} losses / first-epoch value (log scale)")

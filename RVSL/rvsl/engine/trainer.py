@@ -80,7 +80,7 @@ class Trainer:
         self.guard = NonFiniteGuard(cfg.SOLVER.MAX_NONFINITE)
         self.step = build_step(cfg, self.model, self.discriminators)
         self.hooks = [EvalHook(cfg.SOLVER.EVAL_PERIOD, self.validate), BestMetricHook(cfg.SOLVER.BEST_METRIC),
-                      HistoryHook(self.output_dir, cfg.MODE.STAGE), CheckpointHook()]
+                      HistoryHook(self.output_dir, cfg.MODE.STAGE), CheckpointHook()]  # in this order
         self.checkpointer = Checkpointer(self.output_dir / "checkpoint", {
             "model": self.model,
             "discriminators": self.discriminators,
@@ -253,6 +253,8 @@ class Trainer:
                            "metrics": {}}
             for hook in self.hooks:
                 hook.after_epoch(self)
+            for hook in self.hooks:
+                hook.after_checkpoint(self)
         for hook in self.hooks:
             hook.after_train(self)
 
