@@ -69,15 +69,16 @@ class Predictor:
     ``checkpoint`` is an RVSL checkpoint or a reference-format state dict (built from ``cfg``, the
     defaults if None). Images are given as a file or folder path, a list of paths, uint8 RGB arrays
     (H x W x 3 or N x H x W x 3) or float tensors in [0, 1] (3 x H x W or N x 3 x H x W); they are
-    resized to the model's ``INPUT.SIZE_TEST`` and run in batches of ``batch_size``.
+    resized to the model's ``INPUT.SIZE_TEST`` and run in batches of ``batch_size``. ``key`` names
+    the checkpoint's source (an option or config key) in error messages.
     """
 
     def __init__(self, checkpoint: str, device: str = "auto", batch_size: int = 32,
-                 cfg: Optional[CfgNode] = None) -> None:
+                 cfg: Optional[CfgNode] = None, key: str = "checkpoint") -> None:
         if batch_size < 1:
             raise InputError(f"batch_size must be >= 1, got {batch_size}")
         self.device = resolve_device(device)
-        model, self.cfg, self.info = load_inference_model(str(checkpoint), "checkpoint", cfg or get_cfg_defaults())
+        model, self.cfg, self.info = load_inference_model(str(checkpoint), key, cfg or get_cfg_defaults())
         self.model = model.to(self.device)
         self.size: Tuple[int, int] = tuple(int(s) for s in self.cfg.INPUT.SIZE_TEST)
         self.batch_size = batch_size

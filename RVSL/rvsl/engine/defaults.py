@@ -18,17 +18,23 @@ from ..utils.misc import resolve_device, seed_everything
 logger = logging.getLogger("rvsl")
 
 
+AddArguments = Callable[[argparse.ArgumentParser], None]
+
+
 class TrainingStopped(RuntimeError):
     """Training cannot go on (for instance, too many non-finite losses); the message says why."""
 
 
-def default_argument_parser(description: str) -> argparse.ArgumentParser:
-    """Parser of the seed's command line: ``-c CONFIG``, ``--resume``, ``-t``, then ``KEY VALUE`` pairs."""
+def default_argument_parser(description: str, add_arguments: Optional[AddArguments] = None) -> argparse.ArgumentParser:
+    """Parser of the seed's command line: ``-c CONFIG``, ``--resume``, ``-t``, a script's own flags
+    (``add_arguments(parser)``), then ``KEY VALUE`` pairs."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("-c", "--config_file", "--config-file", default="", metavar="FILE", help="YAML config file")
     parser.add_argument("--resume", action="store_true",
                         help="continue from OUTPUT_DIR/checkpoint/last.pth with all training state")
     parser.add_argument("-t", "--test", action="store_true", help="evaluation only (accepted for the seed's CLI)")
+    if add_arguments is not None:
+        add_arguments(parser)
     parser.add_argument("opts", nargs=argparse.REMAINDER, default=[],
                         help="config overrides as KEY VALUE pairs, e.g. SOLVER.MAX_EPOCHS 10")
     return parser
@@ -57,14 +63,16 @@ def write_json(path: Path, data: dict) -> None:
 
 
 def launch(main: Callable[[CfgNode, argparse.Namespace], None], description: str,
-           stage: Optional[str] = None, argv: Optional[Sequence[str]] = None) -> int:
+           stage: Optional[str] = None, argv: Optional[Sequence[str]] = None,
+           add_arguments: Optional[AddArguments] = None) -> int:
     """Parse the command line, load the config and run ``main(cfg, args)``.
 
     Bad input (:class:`InputError`) is reported in one line with exit status 2 and no traceback;
     a stopped run (:class:`TrainingStopped`) exits with 1. Set ``RVSL_DEBUG=1`` for tracebacks.
+    ``add_arguments(parser)`` adds a script's own flags (``--weight``, ``--input`` ...).
     """
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = default_argument_parser(description).parse_args(argv)
+    args = default_argument_parser(description, add_arguments).parse_args(argv)
     setup_logger()  # console only until default_setup adds OUTPUT_DIR/log.txt
     try:
         cfg = load_config(args.config_file or None, args.opts, stage=stage)
