@@ -63,9 +63,11 @@ class Dehaze(nn.Module):
 
 
 def export_graphs(model: RVSL) -> Dict[str, nn.Module]:
-    """The four exported networks by file stem."""
-    return {"reid_hazy": BranchFeature(model, "hazy"), "reid_clear": BranchFeature(model, "clear"),
+    """The four exported networks by file stem, in eval mode (the exporter restores each wrapper's mode, and
+    a wrapper left in training mode would put ``model`` back in training mode too)."""
+    nets = {"reid_hazy": BranchFeature(model, "hazy"), "reid_clear": BranchFeature(model, "clear"),
             "reid_fused": FusedFeature(model), "dehaze": Dehaze(model)}
+    return {stem: net.eval() for stem, net in nets.items()}
 
 
 def export_onnx(model: RVSL, size: Tuple[int, int], out_dir: Path) -> Dict[str, Path]:
