@@ -8,6 +8,7 @@ fusion, ``dehaze`` G_C(E_H(images)).
 
 import argparse
 import logging
+import warnings
 from pathlib import Path
 from typing import Dict, Tuple
 
@@ -78,7 +79,8 @@ def export_onnx(model: RVSL, size: Tuple[int, int], out_dir: Path) -> Dict[str, 
     for stem, net in export_graphs(model).items():
         target = Path(out_dir) / f"{stem}.onnx"
         output = "dehazed" if stem == "dehaze" else "features"
-        with atomic_path(target) as tmp, torch.no_grad():
+        with atomic_path(target) as tmp, torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore", torch.jit.TracerWarning)  # input-shape checks become constants: fine
             torch.onnx.export(net, (example,), str(tmp), input_names=["images"], output_names=[output],
                               dynamic_axes={"images": {0: "batch"}, output: {0: "batch"}}, opset_version=OPSET,
                               dynamo=False)
