@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from helpers import run_cli
 from rvsl.config import load_config
-from rvsl.engine.model_io import load_inference_model
+from rvsl.engine.model_io import load_inference_model, load_reference_weights
 from rvsl.modeling import build_model
 from rvsl.modeling.reference import from_reference, is_reference_state, to_reference
 from rvsl.modeling.resnet_ibn_a import resnet50_ibn_a
@@ -87,6 +87,18 @@ def test_stage2_classifier_name_and_dataparallel_prefix(ref_cfg, tmp_path):
     model, model_cfg, info = load_inference_model(str(tmp_path / "stage2.pth"), "TEST.WEIGHT", ref_cfg)
     assert info["format"] == "reference" and info["num_classes"] == 7 and model_cfg is ref_cfg
     assert torch.equal(model.reid.classifier.weight, state["module.syn_classifier.weight"])
+
+
+def test_pretrain_start_keeps_a_classifier_of_another_size(ref_cfg):
+    state = reference_state(num_classes=5)
+    model = build_model(ref_cfg, 9)
+    fresh = model.reid.classifier.weight.clone()
+    load_reference_weights(model, state, "MODEL.PRETRAIN_PATH: ref.pth")
+    assert torch.equal(model.reid.classifier.weight, fresh)
+    assert torch.equal(model.enc_hazy.layer1[0].conv1.weight, state["Ef.layer1.0.conv1.weight"])
+    del state["Dc.OutConv.bias"]
+    with pytest.raises(InputError, match=r"Dc\.OutConv\.bias"):
+        load_reference_weights(build_model(ref_cfg, 9), state, "MODEL.PRETRAIN_PATH: ref.pth")
 
 
 def test_features_equal_the_reference_computation(ref_cfg, tmp_path):

@@ -35,8 +35,7 @@ def load_inference_model(path: str, key: str, cfg: CfgNode) -> Tuple[RVSL, CfgNo
         num_classes = int(state["reid.classifier.weight"].shape[0])
         model_cfg = cfg
         model = build_model(model_cfg, num_classes)
-        back = {v: k for k, v in zip(strip_module(payload), state)}  # our name -> the file's name
-        _load_exactly(model, state, f"{key}: {path}", lambda k: back.get(k) or reference_key(k, classifier))
+        load_reference_weights(model, payload, f"{key}: {path}")
         info = {"format": "reference", "stage": "stage1" if classifier == "classifier" else "stage2/3",
                 "epoch": -1, "num_classes": num_classes}
     else:
@@ -47,6 +46,19 @@ def load_inference_model(path: str, key: str, cfg: CfgNode) -> Tuple[RVSL, CfgNo
     logger.info("loaded %s (%s format, %s, %s, %d classes)", path, info["format"], info["stage"],
                 model_cfg.MODEL.NAME, info["num_classes"])
     return model, model_cfg, info
+
+
+def load_reference_weights(model: RVSL, payload: Mapping[str, torch.Tensor], source: str) -> None:
+    """Start ``model`` from a reference-format state dict (``MODEL.PRETRAIN_PATH``): every key must map and fit,
+    except a classifier with another number of classes, which keeps its own weights (logged)."""
+    state, classifier = from_reference(payload, source)
+    back = {v: k for k, v in zip(strip_module(payload), state)}  # our name -> the file's name
+    own = model.state_dict()["reid.classifier.weight"]
+    if tuple(state["reid.classifier.weight"].shape) != tuple(own.shape):
+        logger.info("%s: %s has %d classes, the model %d: the classifier starts fresh", source, classifier,
+                    state["reid.classifier.weight"].shape[0], own.shape[0])
+        state["reid.classifier.weight"] = own
+    _load_exactly(model, state, source, lambda k: back.get(k) or reference_key(k, classifier))
 
 
 def _load_exactly(model: torch.nn.Module, state: Mapping[str, torch.Tensor], source: str, name_of) -> None:
