@@ -118,3 +118,19 @@ def test_dehaze_unreadable_image_exits_2_and_writes_nothing(tiny_checkpoint, dem
     result = run_cli(["RVSL/dehaze.py", "--weight", str(tiny_checkpoint), "--input", str(folder), "--output",
                       str(out), *CPU])
     assert result.returncode == 2 and "bad one.jpg" in result.stderr and not out.exists()
+
+
+def test_exact_and_faiss_search_agree_with_brute_force():
+    from rvsl.api.search import exact_topk, faiss_topk
+
+    rng = np.random.default_rng(0)
+    query, gallery = rng.normal(size=(7, 16)).astype(np.float32), rng.normal(size=(50, 16)).astype(np.float32)
+    dist = ((query[:, None] - gallery[None]) ** 2).sum(-1)
+    order = np.argsort(dist, axis=1, kind="stable")[:, :5]
+    d, i = exact_topk(query, gallery, 5)
+    np.testing.assert_array_equal(i, order)
+    np.testing.assert_allclose(d, np.take_along_axis(dist, order, 1), rtol=1e-5)
+    pytest.importorskip("faiss")
+    d2, i2 = faiss_topk(query, gallery, 5)
+    np.testing.assert_array_equal(i2, order)
+    np.testing.assert_allclose(d2, d, rtol=1e-4)
