@@ -77,8 +77,9 @@ def write_features(out: Path, features: Dict[str, np.ndarray], names: List[str],
 
 def run_extract(cfg: CfgNode, args: argparse.Namespace) -> Dict[str, np.ndarray]:
     """Features of every image of ``--input`` to ``--output``; returns them."""
+    paths = image_paths(args.input, "--input")  # a bad path fails before the model loads
     predictor = build_predictor(cfg, args.weight)
-    features = predictor.features(args.input)
+    features = predictor.features(paths)
     names = predictor.names
     out = output_folder(args.output)
     source = args.input if Path(args.input).is_dir() else str(Path(args.input).parent)
@@ -99,11 +100,11 @@ def _encode(path: Path, bgr: np.ndarray) -> bytes:
 
 def run_dehaze(cfg: CfgNode, args: argparse.Namespace) -> List[Path]:
     """G_C(E_H(image)) of every image of ``--input``, at its original size, under the same name in ``--output``."""
-    predictor = build_predictor(cfg, args.weight)
-    paths = image_paths(args.input)
+    paths = image_paths(args.input, "--input")
     bad = [p for p in paths if not is_decodable(p, full=True)]
     if bad:
         raise InputError(f"image does not decode: {bad[0]}" + (f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""))
+    predictor = build_predictor(cfg, args.weight)
     out = output_folder(args.output)
     written: List[Path] = []
     sheet_rows: List[np.ndarray] = []

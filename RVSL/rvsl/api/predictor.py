@@ -23,14 +23,17 @@ Images = Union[str, Path, np.ndarray, torch.Tensor, Sequence[Union[str, Path, np
 BRANCHES = ("clear", "hazy")
 
 
-def image_paths(source: Union[str, Path]) -> List[str]:
-    """The image files of a folder (sorted; other files skipped with a warning), or ``[source]`` for one file."""
+def image_paths(source: Union[str, Path], key: str = "") -> List[str]:
+    """The image files of a folder (sorted; other files skipped with a warning), or ``[source]`` for one file.
+
+    ``key`` names the option that gave ``source`` in error messages.
+    """
     path = Path(source)
     if path.is_dir():
-        return list_images(str(path), check_decode=False)
+        return list_images(str(path), key, check_decode=False)
     if path.is_file():
         return [str(path)]
-    raise InputError(f"no such file or folder: {source}")
+    raise InputError(f"{key + ': ' if key else ''}no such file or folder: {source}")
 
 
 def fused_features(clear: torch.Tensor, hazy: torch.Tensor) -> torch.Tensor:

@@ -20,7 +20,7 @@ from ..evaluation.visualize import CELL, GAP, QUERY_COLOUR, _thumbnail
 from ..utils.errors import InputError
 from ..utils.io import write_bytes_atomic
 from .commands import FEATURE_NAMES, build_predictor, output_folder, weight_argument
-from .predictor import Predictor
+from .predictor import Predictor, image_paths
 
 logger = logging.getLogger(__name__)
 
@@ -119,12 +119,13 @@ def run_search(cfg: CfgNode, args: argparse.Namespace) -> Tuple[np.ndarray, np.n
     """Top-k gallery matches of every query image: ``results.csv`` and ``ranklists/<query>.jpg``."""
     if args.topk < 1:
         raise InputError(f"--topk must be >= 1, got {args.topk}")
-    predictor = build_predictor(cfg, args.weight)
-    query = predictor.features(args.query)[args.feature]
-    q_names = list(predictor.names)
-    q_folder = Path(args.query) if Path(args.query).is_dir() else Path(args.query).parent
+    q_paths = image_paths(args.query, "--query")  # bad paths fail before the model loads
     if not Path(args.gallery).exists():
         raise InputError(f"--gallery: no such file or folder: {args.gallery}")
+    predictor = build_predictor(cfg, args.weight)
+    query = predictor.features(q_paths)[args.feature]
+    q_names = list(predictor.names)
+    q_folder = Path(q_paths[0]).parent
     gallery, g_names, g_folder = load_gallery(args.gallery, predictor, args.feature)
     if gallery.shape[1] != query.shape[1]:
         raise InputError(f"--gallery: {gallery.shape[1]}-dim features, but the model gives {query.shape[1]}")
