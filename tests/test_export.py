@@ -8,6 +8,8 @@ from helpers import run_cli
 from model_helpers import tiny_checkpoint  # noqa: F401  (fixture)
 from rvsl import Predictor
 from rvsl.api.export import export_onnx
+from rvsl.config import load_config
+from rvsl.modeling import build_model
 
 ort = pytest.importorskip("onnxruntime")
 
@@ -44,6 +46,18 @@ def test_export_in_process_leaves_the_model_in_eval_mode(tiny_checkpoint, tmp_pa
     export_onnx(predictor.model, (32, 32), tmp_path)
     assert not predictor.model.training
     np.testing.assert_array_equal(predictor.features(images)["hazy"], before)
+
+
+def test_ibn_backbone_exports_too(tmp_path):
+    cfg = load_config(None, ["MODEL.NAME", "resnet50_ibn_a", "INPUT.SIZE_TEST", "[32, 32]"])
+    model = build_model(cfg, 3).eval()
+    export_onnx(model, (32, 32), tmp_path)
+    images = torch.rand(3, 3, 32, 32, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        expected = model(images, "hazy").numpy()
+    session = ort.InferenceSession(str(tmp_path / "reid_hazy.onnx"), providers=["CPUExecutionProvider"])
+    (got,) = session.run(None, {"images": images.numpy()})
+    assert float(np.abs(got - expected).max()) <= REL_TOL * float(np.abs(expected).max())
 
 
 def test_export_bad_weight_exits_2(tmp_path):

@@ -81,6 +81,7 @@ def export_onnx(model: RVSL, size: Tuple[int, int], out_dir: Path) -> Dict[str, 
         output = "dehazed" if stem == "dehaze" else "features"
         with atomic_path(target) as tmp, torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore", torch.jit.TracerWarning)  # input-shape checks become constants: fine
+            warnings.filterwarnings("ignore", message=".*instance_norm.*")  # IBN's InstanceNorm uses input stats: right
             torch.onnx.export(net, (example,), str(tmp), input_names=["images"], output_names=[output],
                               dynamic_axes={"images": {0: "batch"}, output: {0: "batch"}}, opset_version=OPSET,
                               dynamo=False)
