@@ -106,7 +106,8 @@ def test_features_equal_the_reference_computation(ref_cfg, tmp_path):
     torch.save(state, tmp_path / "ref.pth")
     model, _, _ = load_inference_model(str(tmp_path / "ref.pth"), "TEST.WEIGHT", ref_cfg)
     images = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(1))
-    x = (images - torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)) / torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    mean, std = torch.tensor([0.485, 0.456, 0.406]), torch.tensor([0.229, 0.224, 0.225])
+    x = (images - mean.view(1, 3, 1, 1)) / std.view(1, 3, 1, 1)
     for branch, enc in (("clear", "Ec"), ("hazy", "Ef")):
         net = resnet50_ibn_a().eval()  # the reference's Encoder + Dreid + gap + bottleneck, assembled by hand
         parts = {k[len(enc) + 1:]: v for k, v in state.items() if k.startswith(enc + ".")}

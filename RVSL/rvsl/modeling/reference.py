@@ -49,7 +49,8 @@ def _skip_channels(state: Mapping[str, torch.Tensor], conv1_key: str) -> int:
     return int(state[conv1_key].shape[0])
 
 
-def from_reference(state: Mapping[str, torch.Tensor], source: str = "checkpoint") -> Tuple[Dict[str, torch.Tensor], str]:
+def from_reference(state: Mapping[str, torch.Tensor],
+                   source: str = "checkpoint") -> Tuple[Dict[str, torch.Tensor], str]:
     """Our state dict from a reference stage model's, and the reference classifier's name.
 
     Every key is accounted for: one that maps nowhere raises :class:`InputError` naming it and ``source``.
