@@ -5,7 +5,8 @@ python RVSL/inference.py -t -c configs/FVRID.yml TEST.DATA REAL_FOGGY TEST.WEIGH
 
 import sys
 
-from rvsl.engine import launch, run_inference
+from rvsl.engine import launch
+from rvsl.engine.inference import add_test_flag, run_inference
 
 if __name__ == "__main__":
-    sys.exit(launch(run_inference, __doc__))
+    sys.exit(launch(run_inference, __doc__, add_arguments=add_test_flag))

@@ -19,16 +19,20 @@ from .guard import TrainingStopped
 logger = logging.getLogger("rvsl")
 
 
-def default_argument_parser(description: str, training: bool = True) -> argparse.ArgumentParser:
-    """The reference code's command line: ``-c CONFIG``, then ``--resume`` (trainers) or ``-t`` (inference),
-    then ``KEY VALUE`` pairs. A trainer given ``-t`` stops with argparse's usage error (exit 2)."""
+AddArguments = Callable[[argparse.ArgumentParser], None]
+
+
+def default_argument_parser(description: str, training: bool = True,
+                            add_arguments: Optional[AddArguments] = None) -> argparse.ArgumentParser:
+    """The reference code's command line: ``-c CONFIG``, ``--resume`` (trainers only), a script's own flags
+    (``add_arguments(parser)``), then ``KEY VALUE`` pairs. An unknown flag is argparse's usage error (exit 2)."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("-c", "--config_file", "--config-file", default="", metavar="FILE", help="YAML config file")
     if training:
         parser.add_argument("--resume", action="store_true",
                             help="continue from OUTPUT_DIR/checkpoint/last.pth with all training state")
-    else:
-        parser.add_argument("-t", "--test", action="store_true", help="evaluation (accepted for the reference CLI)")
+    if add_arguments is not None:
+        add_arguments(parser)
     parser.add_argument("opts", nargs=argparse.REMAINDER, default=[],
                         help="config overrides as KEY VALUE pairs, e.g. SOLVER.MAX_EPOCHS 10")
     return parser
@@ -49,14 +53,16 @@ def default_setup(cfg: CfgNode) -> torch.device:
 
 
 def launch(main: Callable[[CfgNode, argparse.Namespace], None], description: str,
-           stage: Optional[str] = None, argv: Optional[Sequence[str]] = None) -> int:
+           stage: Optional[str] = None, argv: Optional[Sequence[str]] = None,
+           add_arguments: Optional[AddArguments] = None) -> int:
     """Parse the command line, load the config and run ``main(cfg, args)``.
 
     Bad input (:class:`InputError`) is reported in one line with exit status 2 and no traceback;
     a stopped run (:class:`TrainingStopped`) exits with 1. Set ``RVSL_DEBUG=1`` for tracebacks.
+    ``add_arguments(parser)`` adds a script's own flags (``--weight``, ``--input`` ...).
     """
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = default_argument_parser(description, training=stage is not None).parse_args(argv)
+    args = default_argument_parser(description, stage is not None, add_arguments).parse_args(argv)
     setup_logger()  # console only until default_setup adds OUTPUT_DIR/log.txt
     try:
         cfg = load_config(args.config_file or None, args.opts, stage=stage)

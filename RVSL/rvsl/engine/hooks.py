@@ -12,6 +12,7 @@ import math
 from typing import Any, Callable, Dict, List, Optional
 
 from ..utils.io import write_json
+from .tensorboard import translation_strip
 from ..utils.plot import plot_losses
 
 logger = logging.getLogger(__name__)
@@ -120,3 +121,24 @@ class CheckpointHook(HookBase):
             best = trainer.save("best")
             logger.info("best.pth is now epoch %d: %s", trainer.record["epoch"], best)
         logger.debug("saved %s", path)
+
+
+class TensorBoardHook(HookBase):
+    """Every named loss, the learning rates and the validation metrics to TensorBoard each epoch, plus an
+    input / dehazed / re-hazed strip of a few validation images whenever the epoch was validated."""
+
+    def __init__(self, writer: Any, images: Optional[Any] = None):
+        self.writer = writer
+        self.images = images
+
+    def after_checkpoint(self, trainer: Any) -> None:
+        record = trainer.record
+        rates = {name: opt.param_groups[0]["lr"] for name, opt in trainer.optimizers.items()}
+        self.writer.scalars(record["epoch"], {"loss": {**record["losses"], **record["disc_losses"]},
+                                              "lr": rates, "val": record["metrics"]})
+        if record["metrics"] and self.images is not None:
+            strip = translation_strip(trainer.model, self.images.to(trainer.device))
+            self.writer.images(record["epoch"], "translation", strip)
+
+    def after_train(self, trainer: Any) -> None:
+        self.writer.close()

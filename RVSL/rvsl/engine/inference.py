@@ -5,28 +5,28 @@ import logging
 from pathlib import Path
 from typing import Dict
 
-from ..config import CfgNode, config_from_dict
+from ..config import CfgNode
 from ..data.build import build_test_loader
 from ..evaluation import inference_on_dataset
-from ..modeling import build_model
-from .checkpoint import load_checkpoint
 from ..utils.io import write_json
 from ..utils.misc import amp_dtype
 from .defaults import default_setup
+from .model_io import load_inference_model
 from .trainer import format_metrics
 
 logger = logging.getLogger(__name__)
 
 
+def add_test_flag(parser: argparse.ArgumentParser) -> None:
+    """``-t``: the reference code's evaluation flag, accepted (and implied) by ``inference.py``."""
+    parser.add_argument("-t", "--test", action="store_true", help="evaluation (the reference code's flag)")
+
+
 def run_inference(cfg: CfgNode, args: argparse.Namespace) -> Dict:
     """Evaluate ``TEST.WEIGHT`` on ``TEST.DATA``; the model is built from the checkpoint's own config."""
     device = default_setup(cfg)
-    payload = load_checkpoint(cfg.TEST.WEIGHT, "TEST.WEIGHT")
-    model_cfg = config_from_dict(payload["config"])
-    model = build_model(model_cfg, payload["num_classes"])
-    model.load_state_dict(payload["model"])
+    model, _, payload = load_inference_model(cfg.TEST.WEIGHT, "TEST.WEIGHT", cfg)  # ours or reference format
     model.to(device)
-    logger.info("loaded %s: %s %s, epoch %d", cfg.TEST.WEIGHT, payload["stage"], model_cfg.MODEL.NAME, payload["epoch"])
 
     loader, num_query = build_test_loader(cfg, cfg.TEST.DATA)
     test = cfg.TEST

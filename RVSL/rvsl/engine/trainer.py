@@ -6,7 +6,7 @@ import logging
 import time
 from collections import defaultdict
 from pathlib import Path
-from typing import Dict, Iterator, Tuple
+from typing import Dict, Iterator, Optional, Tuple
 
 import torch
 from torch import Tensor
@@ -21,14 +21,17 @@ from ..evaluation import inference_on_dataset
 from ..evaluation.proxies import real_proxies
 from ..losses import discriminator_loss
 from ..modeling import ImagePool, build_discriminators, build_model, load_backbone_weights, load_matching_state
+from ..modeling.reference import is_reference_state
 from ..utils.errors import InputError
 from ..utils.io import safe_load
 from ..utils.misc import amp_dtype, to_device
 from .checkpoint import Checkpointer, is_rvsl_checkpoint
 from .defaults import default_setup
 from .guard import NonFiniteGuard
-from .hooks import BestMetricHook, CheckpointHook, EvalHook, HistoryHook
+from .hooks import BestMetricHook, CheckpointHook, EvalHook, HistoryHook, TensorBoardHook
+from .model_io import load_reference_weights
 from .solver import build_lr_schedulers, build_optimizers, step_schedulers
+from .tensorboard import TensorBoardWriter
 from .stages import build_step
 
 logger = logging.getLogger(__name__)
@@ -80,7 +83,8 @@ class Trainer:
         self.guard = NonFiniteGuard(cfg.SOLVER.MAX_NONFINITE)
         self.step = build_step(cfg, self.model, self.discriminators)
         self.hooks = [EvalHook(cfg.SOLVER.EVAL_PERIOD, self.validate), BestMetricHook(cfg.SOLVER.BEST_METRIC),
-                      HistoryHook(self.output_dir, cfg.MODE.STAGE), CheckpointHook()]  # in this order
+                      HistoryHook(self.output_dir, cfg.MODE.STAGE), CheckpointHook(),  # in this order
+                      TensorBoardHook(TensorBoardWriter(self.output_dir), self._strip_images())]
         self.checkpointer = Checkpointer(self.output_dir / "checkpoint", {
             "model": self.model,
             "discriminators": self.discriminators,
@@ -97,6 +101,15 @@ class Trainer:
             self.load_pretrained(cfg.MODEL.PRETRAIN_PATH)
         else:
             logger.info("MODEL.PRETRAIN_PATH is empty: starting from random weights")
+
+    def _strip_images(self, count: int = 4) -> Optional[Tensor]:
+        """A few fixed images for TensorBoard's translation strip: the stage's held-out real images, else its
+        test images, else the held-out synthetic (hazy) images; None when there are none."""
+        loaders = (self.loaders.val_real, self.test and self.test[0], self.loaders.val_syn and self.loaders.val_syn[0])
+        dataset = next((loader.dataset for loader in loaders if loader), None)
+        if dataset is None:
+            return None
+        return torch.stack([dataset[i]["img"] for i in range(min(count, len(dataset)))])
 
     # ------------------------------------------------------------------ state
     def save(self, name: str) -> Path:
@@ -122,8 +135,12 @@ class Trainer:
         logger.info("resumed from %s after epoch %d", path, self.start_epoch)
 
     def load_pretrained(self, path: str) -> None:
-        """Start from a previous stage's checkpoint (matching tensors only) or an ImageNet state dict."""
+        """Start from a previous stage's checkpoint (matching tensors only), a reference-format state dict
+        (every key mapped) or an ImageNet state dict."""
         payload = safe_load(path, "MODEL.PRETRAIN_PATH")
+        if is_reference_state(payload):
+            load_reference_weights(self.model, payload, f"MODEL.PRETRAIN_PATH: {path}")
+            return
         if not is_rvsl_checkpoint(payload):
             load_backbone_weights(self.model, payload, path)
             return

@@ -1,0 +1,49 @@
+"""A tiny saved RVSL checkpoint and the demo data, shared by the tests of the use-a-model commands."""
+
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from helpers import run_cli
+from rvsl.config import config_to_dict, load_config
+from rvsl.engine.checkpoint import save_checkpoint
+from rvsl.modeling import build_model
+
+TINY_OPTS = ["MODEL.NAME", "resnet18", "MODEL.LAST_STRIDE", "1", "MODEL.GEN_CHANNELS", "8", "MODEL.DEVICE", "cpu",
+             "INPUT.SIZE_TRAIN", "[32, 32]", "INPUT.SIZE_TEST", "[32, 32]"]
+
+
+def save_tiny_checkpoint(path: Path, num_classes: int = 4, seed: int = 0) -> Path:
+    """A freshly built resnet18 RVSL at 32 x 32 (BN statistics perturbed), saved as a stage-1 checkpoint."""
+    cfg = load_config(None, TINY_OPTS)
+    torch.manual_seed(seed)
+    model = build_model(cfg, num_classes)
+    for name, buf in model.named_buffers():  # non-trivial running statistics, so eval-mode BN matters
+        if name.endswith("running_mean"):
+            buf.normal_(0, 0.1)
+        elif name.endswith("running_var"):
+            buf.uniform_(0.5, 1.5)
+    save_checkpoint({"model": model.state_dict(), "stage": "stage1", "epoch": 1, "config": config_to_dict(cfg),
+                     "metrics": {}, "num_classes": num_classes}, path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory) -> Path:
+    """Path of a tiny stage-1 checkpoint (do not modify)."""
+    return save_tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny.pth")
+
+
+@pytest.fixture(scope="session")
+def demo_images(tmp_path_factory) -> Path:
+    """A folder of demo images (real-hazy query set of the demo generator) under names that do not parse."""
+    root = tmp_path_factory.mktemp("demo_gen")
+    result = run_cli(["Datasets/make_demo.py", "--out", str(root), "--seed", "0", "--scale", "0.2", "--size", "32"])
+    assert result.returncode == 0, result.stderr
+    folder = tmp_path_factory.mktemp("user") / "my images"
+    folder.mkdir()
+    for i, src in enumerate(sorted((root / "FVRID_real" / "query_foggy").glob("*.jpg"))):
+        shutil.copy(src, folder / f"camera shot {i:02d}.jpg")
+    return folder
