@@ -92,7 +92,7 @@ def train_seed(seed: int, args: argparse.Namespace, log: Path) -> Dict[str, Path
     run(["RVSL/stage1_trainer.py", *common, "DATASETS.DATA_PATH", str(ceiling_data(args.data, args.out)),
          "OUTPUT_DIR", str(ceiling), "MODEL.PRETRAIN_PATH", str(best1), "SOLVER.MAX_EPOCHS", str(e2 + e3)], log)
     return {"stage1": best1, "control": control / "checkpoint" / "best.pth",
-            "adabn": out / "adabn" / "checkpoint" / "adabn.pth", "rvsl": stage[3] / "checkpoint" / "best.pth",
+            "adabn": out / "adabn" / "adabn.pth", "rvsl": stage[3] / "checkpoint" / "best.pth",
             "ceiling": ceiling / "checkpoint" / "best.pth"}
 
 

@@ -25,7 +25,7 @@ def save_tiny_checkpoint(path: Path, num_classes: int = 4, seed: int = 0) -> Pat
             buf.normal_(0, 0.1)
         elif name.endswith("running_var"):
             buf.uniform_(0.5, 1.5)
-    save_checkpoint({"model": model.state_dict(), "stage": "stage1", "epoch": 1, "config": config_to_dict(cfg),
+    save_checkpoint({"model": model.state_dict(), "stage": "STAGE1", "epoch": 1, "config": config_to_dict(cfg),
                      "metrics": {}, "num_classes": num_classes}, path)
     return path
 

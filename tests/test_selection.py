@@ -71,3 +71,23 @@ def test_metric_value_reads_nested_names():
     assert metric_value(metrics, "syn_val/hazy/mAP") == 0.25
     assert metric_value(metrics, "real_proxy/agreement") == 0.5
     assert metric_value(metrics, "test_labels/hazy/mAP") is None
+
+
+def test_adabn_command_writes_a_checkpoint_with_new_statistics_only(tiny_fvrid, tmp_path):
+    from helpers import run_cli
+    from model_helpers import save_tiny_checkpoint
+    from rvsl.utils.io import safe_load
+
+    weight = save_tiny_checkpoint(tmp_path / "tiny.pth")
+    out = tmp_path / "adabn"
+    result = run_cli(["RVSL/adabn.py", "DATASETS.DATA_PATH", str(tiny_fvrid), "TEST.WEIGHT", str(weight),
+                      "OUTPUT_DIR", str(out), "DATALOADER.NUM_WORKERS", "0", "MODEL.DEVICE", "cpu"])
+    assert result.returncode == 0, result.stderr[-3000:]
+    before, after = safe_load(str(weight), "w"), safe_load(str(out / "adabn.pth"), "w")
+    assert after["adabn"]["images"] == 24 and after["num_classes"] == before["num_classes"]
+    changed = {k for k, v in after["model"].items() if not torch.equal(v, before["model"][k])}
+    assert "enc_hazy.bn1.running_mean" in changed and "reid.bnneck.running_var" in changed
+    assert all(k.startswith(("enc_hazy.", "reid.")) and "running_" in k or k.endswith("num_batches_tracked")
+               for k in changed)
+    bad = run_cli(["RVSL/adabn.py", "TEST.WEIGHT", str(tmp_path / "missing.pth"), "OUTPUT_DIR", str(tmp_path / "o")])
+    assert bad.returncode == 2 and "TEST.WEIGHT" in bad.stderr and "Traceback" not in bad.stderr

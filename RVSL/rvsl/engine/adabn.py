@@ -3,12 +3,23 @@ label-free baseline of adaptation. The BatchNorm statistics of one branch (its e
 D_ReID and the BNNeck) are recomputed on unlabelled target images; no label, no gradient, no weight
 changes otherwise. As D_ReID is shared, the other branch sees the new statistics too."""
 
+import argparse
 import logging
-from typing import Iterable, List, Mapping
+from pathlib import Path
+from typing import Dict, Iterable, List, Mapping
 
 import torch
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
+from torch.utils.data import DataLoader
+
+from ..config import CfgNode, config_to_dict
+from ..data.build import folder
+from ..data.datasets import ImageListDataset
+from ..data.fvrid import list_images
+from .checkpoint import save_checkpoint
+from .defaults import default_setup
+from .model_io import load_inference_model
 
 logger = logging.getLogger(__name__)
 
@@ -48,3 +59,23 @@ def adapt_batchnorm(model: nn.Module, loader: Iterable[Mapping], branch: str, de
         raise ValueError("AdaBN needs at least one image")
     logger.info("AdaBN: %d BatchNorm layers of the %s branch re-estimated on %d images", len(norms), branch, seen)
     return seen
+
+
+def run_adabn(cfg: CfgNode, args: argparse.Namespace) -> Dict:
+    """``TEST.WEIGHT`` with the hazy branch's BatchNorm statistics re-estimated on the unlabelled real hazy
+    training images (``DATASETS.REAL_TRAIN_FOGGY_PATH``, read at ``INPUT.SIZE_TEST``), saved as
+    ``OUTPUT_DIR/adabn.pth``: an RVSL checkpoint that ``inference.py`` and the other commands accept."""
+    device = default_setup(cfg)
+    model, model_cfg, info = load_inference_model(cfg.TEST.WEIGHT, "TEST.WEIGHT", cfg)
+    key = "REAL_TRAIN_FOGGY_PATH"
+    paths = list_images(folder(cfg, key), f"DATASETS.{key}")
+    loader = DataLoader(ImageListDataset(paths, tuple(model_cfg.INPUT.SIZE_TEST)), batch_size=cfg.TEST.IMS_PER_BATCH,
+                        num_workers=cfg.DATALOADER.NUM_WORKERS)
+    seen = adapt_batchnorm(model.to(device), loader, "hazy", device)
+    path = Path(cfg.OUTPUT_DIR) / "adabn.pth"
+    adabn = {"weight": cfg.TEST.WEIGHT, "branch": "hazy", "images": seen, "folder": folder(cfg, key)}
+    save_checkpoint({"model": model.cpu().state_dict(), "stage": info["stage"], "epoch": info["epoch"],
+                     "config": config_to_dict(model_cfg), "metrics": {}, "num_classes": info["num_classes"],
+                     "adabn": adabn}, path)
+    logger.info("AdaBN checkpoint written to %s", path)
+    return adabn
