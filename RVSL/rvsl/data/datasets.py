@@ -43,7 +43,7 @@ class UnlabelledDataset(_TrainDataset):
 
 
 class TestDataset(Dataset):
-    """Query then gallery images: ``{"img", "pid", "camid", "path"}`` plus ``"gt"`` (clear twin) if given."""
+    """Query then gallery images: ``{"img", "pid", "camid", "path"}`` plus ``"twin"`` (clear twin) if given."""
 
     def __init__(self, records: Sequence[ImageRecord], size: Tuple[int, int],
                  gt_paths: Optional[Sequence[str]] = None):
@@ -59,5 +59,5 @@ class TestDataset(Dataset):
         item = {"img": read_image(record.path, self.size), "pid": record.pid, "camid": record.camid,
                 "path": record.path}
         if self.gt_paths is not None:
-            item["gt"] = read_image(self.gt_paths[index], self.size)
+            item["twin"] = read_image(self.gt_paths[index], self.size)
         return item

@@ -9,14 +9,14 @@ COLUMNS = ("mAP", "rank1", "rank5", "rank10", "mINP")
 
 
 def metrics_table(paths: Sequence[str]) -> str:
-    """One row per test set and feature path, values in percent."""
-    rows: List[str] = [f"{'test set':<11} {'path':<7} " + " ".join(f"{c:>7}" for c in COLUMNS)]
+    """One row per test set and feature branch, values in percent."""
+    rows: List[str] = [f"{'test set':<11} {'branch':<7} " + " ".join(f"{c:>7}" for c in COLUMNS)]
     for path in paths:
         with open(path, encoding="utf-8") as handle:
             result = json.load(handle)
-        for feature_path in ("clear", "hazy", "fusion"):
-            values = result[feature_path]
-            rows.append(f"{result['test_set']:<11} {feature_path:<7} " +
+        for branch in ("clear", "hazy", "fusion"):
+            values = result[branch]
+            rows.append(f"{result['test_set']:<11} {branch:<7} " +
                         " ".join(f"{100 * values[c]:7.2f}" for c in COLUMNS))
         if "quality" in result:
             rows.append(f"{result['test_set']:<11} quality " +
