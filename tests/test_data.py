@@ -135,7 +135,7 @@ def test_test_loader_syn_has_clear_ground_truth(tiny_fvrid):
     loader, num_query = build_test_loader(tiny_cfg(tiny_fvrid), "SYN")
     batch = next(iter(loader))
     assert num_query == 4
-    assert batch["gt"].shape == batch["img"].shape
+    assert batch["twin"].shape == batch["img"].shape
     assert all("query_foggy" in p for p in batch["path"][:num_query])
 
 
