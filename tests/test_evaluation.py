@@ -25,6 +25,7 @@ from rvsl.evaluation import (
     save_triplets,
     ssim,
 )
+from rvsl.evaluation import rerank as rerank_module  # its memory budget is patched in a test
 
 cuda_only = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 
@@ -218,6 +219,15 @@ def test_re_ranking_matches_dense_reference(k1, k2, lam):
         got = re_ranking(qf, gf, k1, k2, lam, chunk_size=chunk)
         assert got.shape == (20, 60) and got.dtype == torch.float32
         np.testing.assert_allclose(got.numpy(), want, atol=1e-5)
+
+
+@pytest.mark.parametrize("budget", [1, 300])
+def test_re_ranking_chunked_steps_match_dense_reference(monkeypatch, budget):
+    # a tiny memory budget splits every chunked phase into many chunks (1: one row or pair at a time)
+    monkeypatch.setattr(rerank_module, "CHUNK_ELEMENTS", budget)
+    qf, gf, *_ = make_features(seed=11, num_q=9, num_g=31, num_ids=5)
+    want = dense_re_ranking(qf.numpy(), gf.numpy(), 6, 3, 0.3)
+    np.testing.assert_allclose(re_ranking(qf, gf, 6, 3, 0.3, chunk_size=4).numpy(), want, atol=1e-5)
 
 
 def test_re_ranking_cosine_normalises_and_checks_arguments():
