@@ -413,8 +413,8 @@ def fake_loader(tmp_path, with_twin: bool, num_q: int = 6, num_g: int = 18, size
 class Recorder(DatasetEvaluator):
     """Keeps every (batch, outputs) it is given; returns one fixed key."""
 
-    def __init__(self, key: str = "recorded", needs=frozenset()) -> None:
-        self.key, self.needs = key, needs
+    def __init__(self, key: str = "recorded") -> None:
+        self.key = key
         self.reset()
 
     def reset(self) -> None:
@@ -461,8 +461,11 @@ def test_image_quality_evaluator_against_numpy_psnr(tmp_path):
     assert out["quality"]["rehaze_psnr"] == pytest.approx(hand_psnr(rehazed, img).mean(), rel=1e-5)
     want_ssim = np.mean([plain_ssim(dehazed[i], twin[i]) for i in range(len(img))])
     assert out["quality"]["dehaze_ssim"] == pytest.approx(want_ssim, rel=1e-5)
+    assert quality.needs(loader[0]) == {"dehazed", "rehazed"}
     quality.reset()
-    quality.process({"img": torch.rand(2, 3, 16, 16)}, {})  # no twin: ignored
+    no_twin = {"img": torch.rand(2, 3, 16, 16)}
+    assert quality.needs(no_twin) == frozenset()  # the driver then runs no generator for it
+    quality.process(no_twin, {})  # ignored
     assert quality.evaluate() == {}
 
 
@@ -471,11 +474,11 @@ def test_picture_evaluator_writes_rank_lists_and_triplets(tmp_path):
     loader, num_q = fake_loader(tmp_path / "img", with_twin=False)
     reid = ReIDEvaluator(num_q)
     pictures = PictureEvaluator(tmp_path / "vis", num=7, ranked_by=reid)
-    assert pictures.needs == {"dehazed", "cycled"}
-    rec = Recorder(needs=frozenset())
+    assert pictures.needs(loader[0]) == {"dehazed", "cycled"}
+    rec = Recorder()
     out = inference_on_dataset(model, loader, [reid, pictures, rec], "cpu")
     assert set(out) == {"clear", "hazy", "fusion", "recorded"}
-    assert pictures.needs == frozenset()  # full: later batches are run without generator images
+    assert pictures.needs(loader[0]) == frozenset()  # full: later batches are run without generator images
     assert [set(o) >= {"dehazed", "cycled"} for _, o in rec.seen] == [True, True] + [False] * (len(loader) - 2)
     for name in ("rank_clear.png", "rank_hazy.png", "rank_fusion.png"):
         picture = cv2.imread(str(tmp_path / "vis" / name))
@@ -489,9 +492,11 @@ def test_picture_evaluator_writes_rank_lists_and_triplets(tmp_path):
 
 def test_inference_on_dataset_merges_and_refuses_clashes(tmp_path):
     loader, num_q = fake_loader(tmp_path, with_twin=False)
-    evaluators = [ReIDEvaluator(num_q, rerank=RerankParams(4, 2, 0.3)), ImageQualityEvaluator()]
+    rec = Recorder()
+    evaluators = [ReIDEvaluator(num_q, rerank=RerankParams(4, 2, 0.3)), ImageQualityEvaluator(), rec]
     out = inference_on_dataset(FakeModel(), loader, evaluators, torch.device("cpu"))
-    assert set(out) == {"clear", "hazy", "fusion"}  # no twin: no quality
+    assert set(out) == {"clear", "hazy", "fusion", "recorded"}  # no twin: no quality
+    assert all(set(outputs) == {"clear", "hazy"} for _, outputs in rec.seen)  # and no generator run for it
     with pytest.raises(ValueError, match="already given"):
         inference_on_dataset(FakeModel(), loader, [Recorder("a"), Recorder("a")], "cpu")
 

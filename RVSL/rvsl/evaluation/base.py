@@ -11,10 +11,12 @@ IMAGE_OUTPUTS = ("dehazed", "rehazed", "cycled")
 class DatasetEvaluator:
     """The evaluator shape: ``reset``, ``process(batch, outputs)`` per batch, then ``evaluate`` -> dict.
 
-    ``needs`` names the generator images (of ``IMAGE_OUTPUTS``) the next batch's outputs must carry.
+    ``needs(batch)`` names the generator images (of ``IMAGE_OUTPUTS``) that batch's outputs must carry.
     """
 
-    needs: FrozenSet[str] = frozenset()
+    def needs(self, batch: Mapping) -> FrozenSet[str]:
+        """The generator images this evaluator will read for ``batch`` (none by default)."""
+        return frozenset()
 
     def reset(self) -> None:
         """Forget everything processed."""

@@ -5,7 +5,7 @@ Test batches are dicts with "img" (B x 3 x H x W in [0, 1]: the hazy image on th
 image otherwise), "pid", "camid", "path" and, on the synthetic set, "twin" (the clear twin of "img").
 Outputs are "clear" and "hazy" (float32 BN features of the two branches: the clear branch reads the twin
 when there is one, the image otherwise; the hazy branch reads the image) plus, only when an evaluator
-asks for them (``needs``), the generator images named in ``base.IMAGE_OUTPUTS``.
+asks for them (``needs(batch)``), the generator images named in ``base.IMAGE_OUTPUTS``.
 """
 
 import contextlib
@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from typing import Dict, FrozenSet, Iterable, List, Mapping, NamedTuple, Optional, Sequence, Tuple, Union
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from tqdm import tqdm
@@ -121,7 +122,7 @@ class ReIDEvaluator(DatasetEvaluator):
         pids, camids, nq = torch.cat(self._pids), torch.cat(self._camids), self.num_query
         return pids[:nq], pids[nq:], camids[:nq], camids[nq:]
 
-    def _rank(self, qf: torch.Tensor, gf: torch.Tensor, ids: Sequence[torch.Tensor]):
+    def _rank(self, qf: torch.Tensor, gf: torch.Tensor, ids: Sequence[torch.Tensor]) -> Tuple[np.ndarray, float, float]:
         """(cmc, mAP, mINP) of one branch, re-ranked when asked."""
         if self.rerank is None:
             return evaluate_features(qf, gf, *ids, metric=self.distance)
@@ -209,7 +210,7 @@ def inference_on_dataset(
     try:
         with torch.no_grad(), autocast:
             for batch in tqdm(loader, desc="evaluation", unit="batch", dynamic_ncols=True, leave=False, disable=None):
-                needs = frozenset().union(*(ev.needs for ev in evaluators))
+                needs = frozenset().union(*(ev.needs(batch) for ev in evaluators))
                 outputs = run_model(model, batch, device, needs)
                 for evaluator in evaluators:
                     evaluator.process(batch, outputs)

@@ -2,7 +2,7 @@
 scores the generators with them on batches that carry a clear twin."""
 
 import logging
-from typing import Dict, Mapping
+from typing import Dict, FrozenSet, Mapping
 
 import torch
 import torch.nn.functional as F
@@ -81,8 +81,6 @@ class ImageQualityEvaluator(DatasetEvaluator):
     or {} when no batch had a twin.
     """
 
-    needs = frozenset({"dehazed", "rehazed"})
-
     def __init__(self) -> None:
         self.reset()
 
@@ -90,6 +88,10 @@ class ImageQualityEvaluator(DatasetEvaluator):
         """Zero the sums."""
         self._sums = {key: 0.0 for key in QUALITY_KEYS}
         self._count = 0
+
+    def needs(self, batch: Mapping) -> FrozenSet[str]:
+        """Dehazed and re-hazed images, for batches with a twin only."""
+        return frozenset({"dehazed", "rehazed"}) if "twin" in batch else frozenset()
 
     def process(self, batch: Mapping, outputs: Mapping[str, torch.Tensor]) -> None:
         """Add the per-image scores of a batch with a twin; other batches are ignored."""

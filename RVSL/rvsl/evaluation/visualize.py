@@ -2,7 +2,7 @@
 
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING, Dict, List, Mapping, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Dict, FrozenSet, List, Mapping, Optional, Sequence, Union
 
 import cv2
 import numpy as np
@@ -121,9 +121,8 @@ class PictureEvaluator(DatasetEvaluator):
         self._images: List[List[torch.Tensor]] = [[], [], []]
         self._count = 0
 
-    @property
-    def needs(self) -> frozenset:  # type: ignore[override]
-        """Generator images only until ``num`` triplets are collected."""
+    def needs(self, batch: Mapping) -> FrozenSet[str]:
+        """Dehazed and cycled images until ``num`` triplets are collected, then none."""
         return frozenset({"dehazed", "cycled"}) if self._count < self.num else frozenset()
 
     def process(self, batch: Mapping, outputs: Mapping[str, torch.Tensor]) -> None:
