@@ -483,6 +483,8 @@ def test_picture_evaluator_writes_rank_lists_and_triplets(tmp_path):
     for name in ("rank_clear.png", "rank_hazy.png", "rank_fusion.png"):
         picture = cv2.imread(str(tmp_path / "vis" / name))
         assert picture is not None and picture.shape[0] == num_q * 128, name
+    assert sorted(p.name for p in (tmp_path / "vis").iterdir()) == [  # written atomically: no temporaries left
+        "rank_clear.png", "rank_fusion.png", "rank_hazy.png", "triplets.png"]
     triplets = cv2.imread(str(tmp_path / "vis" / "triplets.png"))
     assert triplets.shape == (7 * 32, 3 * 32, 3)
     first = torch.cat([b["img"] for b in loader])[:7]

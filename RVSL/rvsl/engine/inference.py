@@ -10,8 +10,9 @@ from ..data.build import build_test_loader
 from ..evaluation import (DatasetEvaluator, ImageQualityEvaluator, PictureEvaluator, ReIDEvaluator, RerankParams,
                           inference_on_dataset)
 from ..modeling import build_model
+from ..utils.io import write_json
 from .checkpoint import load_checkpoint
-from .defaults import default_setup, write_json
+from .defaults import default_setup
 from .trainer import amp_dtype, format_metrics
 
 logger = logging.getLogger(__name__)

@@ -8,6 +8,7 @@ import cv2
 import numpy as np
 import torch
 
+from ..utils.io import write_bytes_atomic
 from .base import DatasetEvaluator
 
 if TYPE_CHECKING:  # the ReID evaluator module imports this one
@@ -34,11 +35,12 @@ def _thumbnail(path: str, colour: tuple) -> np.ndarray:
 
 
 def _write(out_file: Union[str, Path], canvas: np.ndarray) -> Path:
-    """Write a BGR uint8 image, creating the folder; OSError if cv2 cannot write it."""
+    """Write a BGR uint8 image atomically in the format of its suffix; OSError if cv2 cannot encode it."""
     out = Path(out_file)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if not cv2.imwrite(str(out), canvas):
-        raise OSError(f"could not write {out}")
+    ok, encoded = cv2.imencode(out.suffix or ".png", canvas)
+    if not ok:
+        raise OSError(f"could not encode {out}")
+    write_bytes_atomic(out, encoded.tobytes())
     return out
 
 
