@@ -3,7 +3,7 @@
 Random 2048-d features with identity structure (a centre per identity plus Gaussian noise, several
 cameras). For each size it times, best of ``--repeat`` runs:
 
-* ``compute_distance``: the full Q x G distance matrix (squared Euclidean, float32);
+* ``compute_distance``: the full Q x G squared Euclidean distance matrix (float32);
 * ``evaluate_rank``: CMC/mAP/mINP from that matrix;
 * ``evaluate_features``: both fused, chunk by chunk, never holding the matrix;
 * the plain reference (numpy distances, then per query a stable argsort of the whole row) on the first
@@ -144,7 +144,7 @@ def run_size(name: str, args: argparse.Namespace, device: torch.device) -> List[
 
     lines.append(f"  metrics (all queries, fused): mAP {fused[1]:.4f}  rank-1 {fused[0][0]:.4f}  mINP {fused[2]:.4f}")
     if not args.fused_only:
-        lines.append(f"  fused vs separate path, max |diff| of cmc/mAP/mINP: {agree(fused, ours):.1e}")
+        lines.append(f"  evaluate_features vs compute_distance + evaluate_rank, max |diff| of cmc/mAP/mINP: {agree(fused, ours):.1e}")
     lines.append(f"  subset of {n_ref} queries: ours vs plain reference on the same distance rows, "
                  f"max |diff| {agree(sub_ours, same_rows):.1e}; vs reference's own numpy distances "
                  f"{agree(sub_ours, ref):.1e}; max |distance diff| "

@@ -10,7 +10,11 @@ import torch.nn.functional as F
 
 from rvsl.evaluation import (
     PSNR_MAX_DB,
+    DatasetEvaluator,
+    ImageQualityEvaluator,
+    PictureEvaluator,
     ReIDEvaluator,
+    RerankParams,
     compute_distance,
     evaluate_features,
     evaluate_rank,
@@ -21,6 +25,7 @@ from rvsl.evaluation import (
     save_triplets,
     ssim,
 )
+from rvsl.evaluation import rerank as rerank_module  # its memory budget is patched in a test
 
 cuda_only = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 
@@ -216,6 +221,15 @@ def test_re_ranking_matches_dense_reference(k1, k2, lam):
         np.testing.assert_allclose(got.numpy(), want, atol=1e-5)
 
 
+@pytest.mark.parametrize("budget", [1, 300])
+def test_re_ranking_chunked_steps_match_dense_reference(monkeypatch, budget):
+    # a tiny memory budget splits every chunked phase into many chunks (1: one row or pair at a time)
+    monkeypatch.setattr(rerank_module, "CHUNK_ELEMENTS", budget)
+    qf, gf, *_ = make_features(seed=11, num_q=9, num_g=31, num_ids=5)
+    want = dense_re_ranking(qf.numpy(), gf.numpy(), 6, 3, 0.3)
+    np.testing.assert_allclose(re_ranking(qf, gf, 6, 3, 0.3, chunk_size=4).numpy(), want, atol=1e-5)
+
+
 def test_re_ranking_cosine_normalises_and_checks_arguments():
     qf, gf, *_ = make_features(seed=3, num_q=10, num_g=30)
     got = re_ranking(qf * 5.0, gf, metric="cosine")
@@ -273,38 +287,56 @@ def test_ssim_matches_plain_definition():
     np.testing.assert_allclose(got.numpy(), want, atol=1e-5)
 
 
-# ----------------------------------------------------------------------------- evaluator
+# ----------------------------------------------------------------------------- evaluators
 
-def test_reid_evaluator_keys_and_fusion():
+def feature_batches(clear: torch.Tensor, hazy: torch.Tensor, pids: torch.Tensor, cams: torch.Tensor, size: int = 32):
+    """(batch, outputs) pairs as the driver hands them to evaluators."""
+    return [({"pid": pids[s:s + size], "camid": cams[s:s + size]},
+             {"clear": clear[s:s + size], "hazy": hazy[s:s + size]}) for s in range(0, clear.shape[0], size)]
+
+
+def test_reid_evaluator_reset_process_evaluate_and_fusion():
     qf, gf, q_pids, g_pids, q_cams, g_cams = make_features(seed=4)
     clear = torch.cat([qf, gf])
-    hazy = clear + 0.5 * torch.randn_like(clear)
+    hazy = clear + 0.5 * torch.randn(clear.shape, generator=torch.Generator().manual_seed(1))
     pids, cams = torch.cat([q_pids, g_pids]), torch.cat([q_cams, g_cams])
-    ev = ReIDEvaluator(num_query=qf.shape[0])
-    for s in range(0, clear.shape[0], 32):
-        ev.process({"clear": clear[s:s + 32], "hazy": hazy[s:s + 32]}, pids[s:s + 32], cams[s:s + 32])
+    nq = qf.shape[0]
+    ev = ReIDEvaluator(num_query=nq)
+    for batch, outputs in feature_batches(clear, hazy, pids, cams):
+        ev.process(batch, outputs)
     out = ev.evaluate()
     assert set(out) == {"clear", "hazy", "fusion"}
     for metrics in out.values():
         assert set(metrics) == {"mAP", "rank1", "rank5", "rank10", "mINP"}
         assert all(isinstance(v, float) and 0.0 <= v <= 1.0 for v in metrics.values())
     fused = (F.normalize(clear, dim=1) + F.normalize(hazy, dim=1)) / 2
-    nq = qf.shape[0]
-    cmc, mean_ap, minp = evaluate_rank(compute_distance(fused[:nq], fused[nq:]), q_pids, g_pids, q_cams, g_cams)
-    assert out["fusion"]["mAP"] == pytest.approx(mean_ap, abs=1e-9)
-    assert out["fusion"]["rank5"] == pytest.approx(cmc[4], abs=1e-9)
-    assert out["clear"]["mINP"] == pytest.approx(evaluate_rank(compute_distance(qf, gf), q_pids, g_pids,
-                                                               q_cams, g_cams)[2], abs=1e-9)
-    rerank = ReIDEvaluator(nq, distance="cosine", rerank=True)
-    rerank.process({"clear": clear}, pids, cams)
-    assert set(rerank.evaluate()) == {"clear"}
+    dist = ((fused[:nq, None].double() - fused[None, nq:].double()) ** 2).sum(-1).numpy()  # squared Euclidean
+    cmc, mean_ap, minp = plain_rank(dist, *(x.numpy() for x in (q_pids, g_pids, q_cams, g_cams)))
+    assert out["fusion"]["mAP"] == pytest.approx(mean_ap, abs=1e-6)
+    assert out["fusion"]["rank5"] == pytest.approx(cmc[4], abs=1e-6)
+    hazy_dist = ((hazy[:nq, None].double() - hazy[None, nq:].double()) ** 2).sum(-1).numpy()
+    assert out["hazy"]["mINP"] == pytest.approx(plain_rank(hazy_dist, q_pids.numpy(), g_pids.numpy(),
+                                                           q_cams.numpy(), g_cams.numpy())[2], abs=1e-6)
     ev.reset()
     assert ev.num_images == 0
-    ev.process({"clear": clear[:5], "hazy": hazy[:5]}, pids[:5], cams[:5])
+    ev.process(*feature_batches(clear[:5], hazy[:5], pids[:5], cams[:5])[0])
     with pytest.raises(ValueError, match="no gallery"):
         ev.evaluate()
-    with pytest.raises(ValueError, match="keys"):
-        ev.process({"depth": clear[:5]}, pids[:5], cams[:5])
+    with pytest.raises(ValueError, match="branch"):
+        ev.process({"pid": pids[:5], "camid": cams[:5]}, {"depth": clear[:5]})
+
+
+def test_reid_evaluator_rerank_uses_params():
+    qf, gf, q_pids, g_pids, q_cams, g_cams = make_features(seed=6, num_q=12, num_g=40)
+    feats, pids, cams = torch.cat([qf, gf]), torch.cat([q_pids, g_pids]), torch.cat([q_cams, g_cams])
+    ev = ReIDEvaluator(12, distance="cosine", rerank=RerankParams(k1=6, k2=3, lambda_value=0.2))
+    ev.process({"pid": pids, "camid": cams}, {"clear": feats})
+    out = ev.evaluate()
+    assert set(out) == {"clear"}
+    want = dense_re_ranking(F.normalize(qf, dim=1).numpy(), F.normalize(gf, dim=1).numpy(), 6, 3, 0.2)
+    cmc, mean_ap, minp = plain_rank(want, *(x.numpy() for x in (q_pids, g_pids, q_cams, g_cams)))
+    assert out["clear"]["mAP"] == pytest.approx(mean_ap, abs=1e-6)
+    assert out["clear"]["mINP"] == pytest.approx(minp, abs=1e-6)
 
 
 class _Embedding(NamedTuple):
@@ -313,7 +345,10 @@ class _Embedding(NamedTuple):
 
 
 class FakeModel(torch.nn.Module):
-    """The model contract in miniature: encode / embed / render_clear / render_hazy on images in [0, 1]."""
+    """The model contract in miniature: forward / encode / embed / render_clear / render_hazy on images in [0, 1].
+
+    E_C reads the image as is, E_H scales it by 0.9; features are 2 x a linear map of 4 x 4 block means.
+    """
 
     def __init__(self) -> None:
         super().__init__()
@@ -329,6 +364,9 @@ class FakeModel(torch.nn.Module):
         feat = self.proj(r1.flatten(1))
         return _Embedding(feat, feat * 2.0)
 
+    def forward(self, images: torch.Tensor, branch: str = "hazy") -> torch.Tensor:
+        return self.embed(self.encode(images, branch)[1]).bn_feat
+
     def render_clear(self, f1: torch.Tensor, r1: torch.Tensor) -> torch.Tensor:
         return F.interpolate(f1, scale_factor=2.0).clamp(0, 1)
 
@@ -336,15 +374,29 @@ class FakeModel(torch.nn.Module):
         return (0.8 * F.interpolate(f1, scale_factor=2.0) + 0.2).clamp(0, 1)
 
 
-def fake_loader(tmp_path, with_gt: bool, num_q: int = 6, num_g: int = 18, size: int = 32):
+def hand_feature(model: FakeModel, images: torch.Tensor, scale: float) -> np.ndarray:
+    """FakeModel's feature of 32 x 32 images, by hand: 2 (W m + b) with m the 8 x 8 block means of scale * images."""
+    x = scale * images.double().numpy()
+    means = x.reshape(x.shape[0], 3, 4, 8, 4, 8).mean(axis=(3, 5)).reshape(x.shape[0], -1)
+    w, b = model.proj.weight.detach().double().numpy(), model.proj.bias.detach().double().numpy()
+    return 2.0 * (means @ w.T + b)
+
+
+def hand_psnr(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Per-image 10 log10(1 / MSE) in numpy."""
+    return 10.0 * np.log10(1.0 / ((a - b) ** 2).reshape(a.shape[0], -1).mean(1))
+
+
+def fake_loader(tmp_path, with_twin: bool, num_q: int = 6, num_g: int = 18, size: int = 32):
     """Batches of identity-coloured images written to disk (so rank lists can read them)."""
     gen = torch.Generator().manual_seed(0)
     pids = torch.cat([torch.arange(num_q) % 4, torch.arange(num_g) % 4])
     cams = torch.cat([torch.zeros(num_q, dtype=torch.long), torch.arange(num_g) % 3 + 1])
     colours = torch.rand(4, 3, 1, 1, generator=gen)
     clear = (colours[pids] + 0.2 * torch.rand(len(pids), 3, size, size, generator=gen)).clamp(0, 1)
-    hazy = 0.7 * clear + 0.3
+    hazy = 0.7 * clear + 0.3 * torch.rand(len(pids), 3, 1, 1, generator=gen)
     paths = []
+    tmp_path.mkdir(parents=True, exist_ok=True)
     for i, img in enumerate(clear):
         path = tmp_path / f"{int(pids[i]):05d}_c{int(cams[i]):03d}_{i:06d}_0.jpg"
         cv2.imwrite(str(path), (img.permute(1, 2, 0).numpy()[..., ::-1] * 255).astype(np.uint8))
@@ -352,37 +404,103 @@ def fake_loader(tmp_path, with_gt: bool, num_q: int = 6, num_g: int = 18, size: 
     batches = []
     for s in range(0, len(pids), 5):
         batch = {"img": hazy[s:s + 5], "pid": pids[s:s + 5], "camid": cams[s:s + 5], "path": paths[s:s + 5]}
-        if with_gt:
+        if with_twin:
             batch["twin"] = clear[s:s + 5]
         batches.append(batch)
     return batches, num_q
 
 
-def test_inference_on_dataset_with_ground_truth(tmp_path):
+class Recorder(DatasetEvaluator):
+    """Keeps every (batch, outputs) it is given; returns one fixed key."""
+
+    def __init__(self, key: str = "recorded") -> None:
+        self.key = key
+        self.reset()
+
+    def reset(self) -> None:
+        self.seen = []
+
+    def process(self, batch, outputs) -> None:
+        self.seen.append((batch, dict(outputs)))
+
+    def evaluate(self):
+        return {self.key: len(self.seen)}
+
+
+@pytest.mark.parametrize("with_twin", [True, False])
+def test_clear_branch_reads_the_twin_on_the_synthetic_set(tmp_path, with_twin):
+    model = FakeModel()
+    loader, _ = fake_loader(tmp_path, with_twin=with_twin)
+    rec = Recorder()
+    assert inference_on_dataset(model, loader, [rec], "cpu") == {"recorded": len(loader)}
+    for (batch, outputs), given in zip(rec.seen, loader):
+        assert batch is given and set(outputs) == {"clear", "hazy"}  # no generator images asked for
+        clear_input = batch["twin"] if with_twin else batch["img"]
+        np.testing.assert_allclose(outputs["clear"].numpy(), hand_feature(model, clear_input, 1.0), atol=1e-5)
+        np.testing.assert_allclose(outputs["hazy"].numpy(), hand_feature(model, batch["img"], 0.9), atol=1e-5)
+        assert outputs["clear"].dtype == torch.float32
+
+
+def test_image_quality_evaluator_against_numpy_psnr(tmp_path):
     model = FakeModel().train()
-    loader, num_q = fake_loader(tmp_path / "img", with_gt=True)
-    vis = tmp_path / "vis"
-    out = inference_on_dataset(model, loader, num_q, torch.device("cpu"), amp_dtype=torch.bfloat16,
-                               vis_dir=vis, vis_num=4)
-    assert set(out) == {"clear", "hazy", "fusion", "quality"}
-    assert set(out["quality"]) == {"dehaze_psnr", "dehaze_ssim", "rehaze_psnr", "rehaze_ssim"}
-    assert all(0 < v < PSNR_MAX_DB for v in out["quality"].values())
-    assert all(0.0 <= v <= 1.0 for v in out["fusion"].values())
+    loader, _ = fake_loader(tmp_path, with_twin=True)
+    quality = ImageQualityEvaluator()
+    out = inference_on_dataset(model, loader, [quality, Recorder()], "cpu", amp_dtype=torch.bfloat16)
     assert model.training  # mode restored
-    # quality recomputed by hand (the fake model is exact on CPU, where autocast is not used)
-    dehaze = torch.cat([psnr(model.render_clear(*model.encode(b["img"], "hazy")), b["twin"]) for b in loader])
-    rehaze = torch.cat([ssim(model.render_hazy(*model.encode(b["twin"], "clear")), b["img"]) for b in loader])
-    assert out["quality"]["dehaze_psnr"] == pytest.approx(float(dehaze.mean()), rel=1e-5)
-    assert out["quality"]["rehaze_ssim"] == pytest.approx(float(rehaze.mean()), rel=1e-5)
-    for name in ("rank_clear.png", "rank_hazy.png", "rank_fusion.png", "triplets.png"):
-        assert cv2.imread(str(vis / name)) is not None, name
-    assert cv2.imread(str(vis / "triplets.png")).shape == (4 * 32, 3 * 32, 3)
+    assert set(out["quality"]) == {"dehaze_psnr", "dehaze_ssim", "rehaze_psnr", "rehaze_ssim"}
+    img = torch.cat([b["img"] for b in loader]).double().numpy()
+    twin = torch.cat([b["twin"] for b in loader]).double().numpy()
+
+    def pooled_up(x: np.ndarray) -> np.ndarray:  # F.interpolate(avg_pool2d(x, 2), x2), nearest
+        pooled = x.reshape(x.shape[0], 3, 16, 2, 16, 2).mean(axis=(3, 5))
+        return pooled.repeat(2, axis=2).repeat(2, axis=3)
+
+    dehazed = np.clip(pooled_up(0.9 * img), 0, 1)  # G_C(E_H(img))
+    rehazed = np.clip(0.8 * pooled_up(twin) + 0.2, 0, 1)  # G_H(E_C(twin))
+    assert out["quality"]["dehaze_psnr"] == pytest.approx(hand_psnr(dehazed, twin).mean(), rel=1e-5)
+    assert out["quality"]["rehaze_psnr"] == pytest.approx(hand_psnr(rehazed, img).mean(), rel=1e-5)
+    want_ssim = np.mean([plain_ssim(dehazed[i], twin[i]) for i in range(len(img))])
+    assert out["quality"]["dehaze_ssim"] == pytest.approx(want_ssim, rel=1e-5)
+    assert quality.needs(loader[0]) == {"dehazed", "rehazed"}
+    quality.reset()
+    no_twin = {"img": torch.rand(2, 3, 16, 16)}
+    assert quality.needs(no_twin) == frozenset()  # the driver then runs no generator for it
+    quality.process(no_twin, {})  # ignored
+    assert quality.evaluate() == {}
 
 
-def test_inference_on_dataset_without_ground_truth(tmp_path):
-    loader, num_q = fake_loader(tmp_path, with_gt=False)
-    out = inference_on_dataset(FakeModel(), loader, num_q, torch.device("cpu"), rerank=True, rerank_params=(4, 2, 0.3))
-    assert set(out) == {"clear", "hazy", "fusion"}
+def test_picture_evaluator_writes_rank_lists_and_triplets(tmp_path):
+    model = FakeModel()
+    loader, num_q = fake_loader(tmp_path / "img", with_twin=False)
+    reid = ReIDEvaluator(num_q)
+    pictures = PictureEvaluator(tmp_path / "vis", num=7, ranked_by=reid)
+    assert pictures.needs(loader[0]) == {"dehazed", "cycled"}
+    rec = Recorder()
+    out = inference_on_dataset(model, loader, [reid, pictures, rec], "cpu")
+    assert set(out) == {"clear", "hazy", "fusion", "recorded"}
+    assert pictures.needs(loader[0]) == frozenset()  # full: later batches are run without generator images
+    assert [set(o) >= {"dehazed", "cycled"} for _, o in rec.seen] == [True, True] + [False] * (len(loader) - 2)
+    for name in ("rank_clear.png", "rank_hazy.png", "rank_fusion.png"):
+        picture = cv2.imread(str(tmp_path / "vis" / name))
+        assert picture is not None and picture.shape[0] == num_q * 128, name
+    assert sorted(p.name for p in (tmp_path / "vis").iterdir()) == [  # written atomically: no temporaries left
+        "rank_clear.png", "rank_fusion.png", "rank_hazy.png", "triplets.png"]
+    triplets = cv2.imread(str(tmp_path / "vis" / "triplets.png"))
+    assert triplets.shape == (7 * 32, 3 * 32, 3)
+    first = torch.cat([b["img"] for b in loader])[:7]
+    want = (first.clamp(0, 1) * 255 + 0.5).to(torch.uint8).permute(0, 2, 3, 1).numpy()[..., ::-1]
+    np.testing.assert_array_equal(triplets[:, :32], np.concatenate(list(want)))  # first column: the inputs
+
+
+def test_inference_on_dataset_merges_and_refuses_clashes(tmp_path):
+    loader, num_q = fake_loader(tmp_path, with_twin=False)
+    rec = Recorder()
+    evaluators = [ReIDEvaluator(num_q, rerank=RerankParams(4, 2, 0.3)), ImageQualityEvaluator(), rec]
+    out = inference_on_dataset(FakeModel(), loader, evaluators, torch.device("cpu"))
+    assert set(out) == {"clear", "hazy", "fusion", "recorded"}  # no twin: no quality
+    assert all(set(outputs) == {"clear", "hazy"} for _, outputs in rec.seen)  # and no generator run for it
+    with pytest.raises(ValueError, match="already given"):
+        inference_on_dataset(FakeModel(), loader, [Recorder("a"), Recorder("a")], "cpu")
 
 
 # ----------------------------------------------------------------------------- pictures

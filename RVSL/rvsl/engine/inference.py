@@ -3,16 +3,17 @@
 import argparse
 import logging
 from pathlib import Path
-from typing import Dict
+from typing import Dict, List, Optional, Union
 
 from ..config import CfgNode
 from ..data.build import build_test_loader
-from ..evaluation import inference_on_dataset
+from ..evaluation import (DatasetEvaluator, ImageQualityEvaluator, PictureEvaluator, ReIDEvaluator, RerankParams,
+                          inference_on_dataset)
 from ..utils.io import write_json
 from ..utils.misc import amp_dtype
 from .defaults import default_setup
 from .model_io import load_inference_model
-from .trainer import format_metrics
+from .report import format_metrics
 
 logger = logging.getLogger(__name__)
 
@@ -20,6 +21,17 @@ logger = logging.getLogger(__name__)
 def add_test_flag(parser: argparse.ArgumentParser) -> None:
     """``-t``: the reference code's evaluation flag, accepted (and implied) by ``inference.py``."""
     parser.add_argument("-t", "--test", action="store_true", help="evaluation (the reference code's flag)")
+
+
+def build_evaluators(cfg: CfgNode, num_query: int, vis_dir: Optional[Union[str, Path]] = None) -> List[DatasetEvaluator]:
+    """ReID metrics (TEST.DISTANCE, TEST.RERANK*) and image quality; pictures (TEST.VIS_NUM) into ``vis_dir`` if given."""
+    test = cfg.TEST
+    rerank = RerankParams(test.RERANK_K1, test.RERANK_K2, test.RERANK_LAMBDA) if test.RERANK else None
+    reid = ReIDEvaluator(num_query, test.DISTANCE, rerank)
+    evaluators: List[DatasetEvaluator] = [reid, ImageQualityEvaluator()]
+    if vis_dir is not None:
+        evaluators.append(PictureEvaluator(vis_dir, test.VIS_NUM, ranked_by=reid))
+    return evaluators
 
 
 def run_inference(cfg: CfgNode, args: argparse.Namespace) -> Dict:
@@ -31,9 +43,8 @@ def run_inference(cfg: CfgNode, args: argparse.Namespace) -> Dict:
     loader, num_query = build_test_loader(cfg, cfg.TEST.DATA)
     test = cfg.TEST
     vis_dir = Path(cfg.OUTPUT_DIR) / "vis" if test.VIS else None
-    metrics = inference_on_dataset(model, loader, num_query, device, amp_dtype(cfg.SOLVER.AMP, device), test.DISTANCE,
-                                   test.RERANK, (test.RERANK_K1, test.RERANK_K2, test.RERANK_LAMBDA),
-                                   vis_dir=vis_dir, vis_num=test.VIS_NUM)
+    metrics = inference_on_dataset(model, loader, build_evaluators(cfg, num_query, vis_dir), device,
+                                   amp_dtype(cfg.SOLVER.AMP, device))
     logger.info("%s on %s:\n%s", cfg.TEST.WEIGHT, cfg.TEST.DATA, format_metrics(metrics))
     result = {"test_set": cfg.TEST.DATA, "weight": cfg.TEST.WEIGHT, "stage": payload["stage"],
               "epoch": payload["epoch"], "distance": test.DISTANCE, "rerank": test.RERANK, **metrics}

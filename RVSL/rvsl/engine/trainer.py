@@ -28,8 +28,10 @@ from ..utils.misc import amp_dtype, to_device
 from .checkpoint import Checkpointer, is_rvsl_checkpoint
 from .defaults import default_setup
 from .guard import NonFiniteGuard
+from .inference import build_evaluators
 from .hooks import BestMetricHook, CheckpointHook, EvalHook, HistoryHook, TensorBoardHook
 from .model_io import load_reference_weights
+from .report import format_metrics
 from .solver import build_lr_schedulers, build_optimizers, step_schedulers
 from .tensorboard import TensorBoardWriter
 from .stages import build_step
@@ -40,18 +42,6 @@ DOMAINS = ("clear", "hazy")
 # The image domain (the branch that reads them) of each unsupervised stage's real images.
 REAL_DOMAIN = {stage: layout.find(domain, "train").condition
                for stage, domain in layout.STAGE_REAL_DOMAIN.items() if domain}
-
-
-def format_metrics(metrics: Dict) -> str:
-    """One line per branch: mAP, rank-1/5/10 and mINP in percent; then image quality if present."""
-    lines = [f"{'branch':<7} {'mAP':>6} {'R-1':>6} {'R-5':>6} {'R-10':>6} {'mINP':>6}"]
-    for branch in ("clear", "hazy", "fusion"):
-        if branch in metrics:
-            m = metrics[branch]
-            lines.append(f"{branch:<7} " + " ".join(f"{100 * m[k]:6.2f}" for k in ("mAP", "rank1", "rank5", "rank10", "mINP")))
-    if "quality" in metrics:
-        lines.append("  ".join(f"{k} {v:.4f}" for k, v in sorted(metrics["quality"].items())))
-    return "\n".join(lines)
 
 
 class Trainer:
@@ -233,9 +223,8 @@ class Trainer:
         return losses, disc_losses
 
     def _evaluate_reid(self, loader: DataLoader, num_query: int) -> Dict:
-        test = self.cfg.TEST
-        return inference_on_dataset(self.model, loader, num_query, self.device, self.amp_dtype, test.DISTANCE,
-                                    test.RERANK, (test.RERANK_K1, test.RERANK_K2, test.RERANK_LAMBDA))
+        return inference_on_dataset(self.model, loader, build_evaluators(self.cfg, num_query), self.device,
+                                    self.amp_dtype)
 
     def validate(self) -> Dict:
         """Metrics by source: ``syn_val`` and ``real_proxy`` read no real label; ``test_labels`` is the stage's

@@ -1,7 +1,15 @@
-"""Per-image PSNR and SSIM for batches of RGB images in [0, 1] (B x 3 x H x W)."""
+"""Per-image PSNR and SSIM for batches of RGB images in [0, 1] (B x 3 x H x W), and the evaluator that
+scores the generators with them on batches that carry a clear twin."""
+
+import logging
+from typing import Dict, FrozenSet, Mapping
 
 import torch
 import torch.nn.functional as F
+
+from .base import DatasetEvaluator
+
+logger = logging.getLogger(__name__)
 
 # PSNR of identical images would be infinite; the MSE is floored so that it is capped at 100 dB instead,
 # which keeps batch means finite.
@@ -61,3 +69,46 @@ def ssim(pred: torch.Tensor, target: torch.Tensor, window: int = 11, sigma: floa
         ssim_map = ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / ((mu_x ** 2 + mu_y ** 2 + c1) * (var_x + var_y + c2))
         return ssim_map.flatten(2).mean(2).mean(1)
 
+
+
+QUALITY_KEYS = ("dehaze_psnr", "dehaze_ssim", "rehaze_psnr", "rehaze_ssim")
+
+
+class ImageQualityEvaluator(DatasetEvaluator):
+    """Mean PSNR and SSIM of dehaze G_C(E_H(img)) vs the clear twin and rehaze G_H(E_C(twin)) vs img.
+
+    Only batches with a "twin" count (the synthetic set); ``evaluate`` gives {"quality": {QUALITY_KEYS}},
+    or {} when no batch had a twin.
+    """
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        """Zero the sums."""
+        self._sums = {key: 0.0 for key in QUALITY_KEYS}
+        self._count = 0
+
+    def needs(self, batch: Mapping) -> FrozenSet[str]:
+        """Dehazed and re-hazed images, for batches with a twin only."""
+        return frozenset({"dehazed", "rehazed"}) if "twin" in batch else frozenset()
+
+    def process(self, batch: Mapping, outputs: Mapping[str, torch.Tensor]) -> None:
+        """Add the per-image scores of a batch with a twin; other batches are ignored."""
+        if "twin" not in batch:
+            return
+        dehazed, rehazed = outputs["dehazed"], outputs["rehazed"]
+        img, twin = batch["img"].to(dehazed.device), batch["twin"].to(dehazed.device)
+        for key, value in (("dehaze_psnr", psnr(dehazed, twin)), ("dehaze_ssim", ssim(dehazed, twin)),
+                           ("rehaze_psnr", psnr(rehazed, img)), ("rehaze_ssim", ssim(rehazed, img))):
+            self._sums[key] += float(value.sum())
+        self._count += int(img.shape[0])
+
+    def evaluate(self) -> Dict[str, Dict[str, float]]:
+        """{"quality": means over the images with a twin}, or {} if there were none."""
+        if not self._count:
+            return {}
+        means = {key: total / self._count for key, total in self._sums.items()}
+        logger.debug("image quality over %d images: %s", self._count,
+                     ", ".join(f"{k} {v:.4f}" for k, v in means.items()))
+        return {"quality": means}

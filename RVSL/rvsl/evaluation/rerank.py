@@ -16,11 +16,12 @@ d(i, j) divided by the row maximum max_k d(i, k) (as in the authors' code):
 
 V has O(N k1) non-zeros, so it is kept as coordinate lists; nearest neighbours come from chunked
 matmuls (the N x N distances are computed once, chunk by chunk, and only their top-k and row maxima
-kept); min-sums run over the inverted (column) index, one chunk of queries at a time.
+kept); min-sums run over the inverted (column) index, one chunk of queries at a time. Every chunked step
+sizes its temporaries to at most ``CHUNK_ELEMENTS`` elements.
 """
 
 import logging
-from typing import Tuple, Union
+from typing import Iterator, Tuple, Union
 
 import numpy as np
 import torch
@@ -28,6 +29,18 @@ import torch
 from .distance import distance_chunk, prepare_features
 
 logger = logging.getLogger(__name__)
+
+# The memory budget of every chunked step: elements per temporary (64 MB of float32, 128 MB of int64).
+CHUNK_ELEMENTS = 2 ** 24
+
+# A sparse N x N matrix as (rows, cols, values), sorted row-major (V of the module docstring).
+SparseRows = Tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+
+
+def _steps(total: int, per_item: int) -> Iterator[Tuple[int, int]]:
+    """(start, end) chunks of ``total`` items of ``per_item`` elements each, at most ``CHUNK_ELEMENTS`` per chunk."""
+    step = max(1, CHUNK_ELEMENTS // max(1, per_item))
+    return ((s, min(s + step, total)) for s in range(0, total, step))
 
 
 def _expand_segments(starts: torch.Tensor, counts: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -44,15 +57,107 @@ def _csr_ptr(sorted_index: torch.Tensor, size: int) -> torch.Tensor:
     return torch.cat([counts.new_zeros(1), torch.cumsum(counts, 0)])
 
 
-def _reciprocal_mask(ranks: torch.Tensor, chunk: int) -> torch.Tensor:
-    """mask[i, a] = i is among the neighbours ranks[ranks[i, a]] (the k-reciprocal test)."""
-    n = ranks.shape[0]
-    mask = torch.empty(ranks.shape, dtype=torch.bool, device=ranks.device)
-    for s in range(0, n, chunk):
-        e = min(s + chunk, n)
-        ids = torch.arange(s, e, device=ranks.device)
-        mask[s:e] = (ranks[ranks[s:e]] == ids[:, None, None]).any(-1)
+def _neighbours(feats: torch.Tensor, sq: torch.Tensor, num_q: int, num_nb: int,
+                chunk_size: int) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Pass over all N x N squared Euclidean distances, ``chunk_size`` rows at a time: (the queries' normalised
+    distances to the gallery d(i, j) / max_k d(i, k), Q x G; the row maxima, N; the ``num_nb`` nearest
+    neighbours of every row, N x num_nb, nearest first)."""
+    n = feats.shape[0]
+    out = torch.empty((num_q, n - num_q), dtype=torch.float32, device=feats.device)
+    row_max = torch.empty(n, dtype=torch.float32, device=feats.device)
+    ranks = torch.empty((n, num_nb), dtype=torch.int64, device=feats.device)
+    buf = torch.empty((min(chunk_size, n), n), dtype=torch.float32, device=feats.device)
+    for s in range(0, n, chunk_size):
+        e = min(s + chunk_size, n)
+        d = distance_chunk(feats[s:e], feats, sq[s:e], sq, "euclidean", out=buf[: e - s])
+        row_max[s:e] = d.max(dim=1).values.clamp_(min=torch.finfo(torch.float32).tiny)
+        ranks[s:e] = torch.topk(d, num_nb, dim=1, largest=False, sorted=True).indices
+        if s < num_q:
+            qe = min(e, num_q)
+            out[s:qe] = d[: qe - s, num_q:] / row_max[s:qe, None]
+    return out, row_max, ranks
+
+
+def _reciprocal_mask(nb: torch.Tensor) -> torch.Tensor:
+    """mask[i, a] = i is among the neighbours nb[nb[i, a]] (the k-reciprocal test), for N x K lists ``nb``."""
+    mask = torch.empty(nb.shape, dtype=torch.bool, device=nb.device)
+    for s, e in _steps(nb.shape[0], nb.shape[1] ** 2):
+        ids = torch.arange(s, e, device=nb.device)
+        mask[s:e] = (nb[nb[s:e]] == ids[:, None, None]).any(-1)
     return mask
+
+
+def _expanded_sets(nb_full: torch.Tensor, nb_half: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    """R*(i) as (rows, cols) pairs, row-major: R(i, k1) plus every R(c, k1/2), c in R(i, k1), with
+    |R(c, k1/2) & R(i, k1)| > 2/3 |R(c, k1/2)|. ``nb_full``/``nb_half`` hold k1 + 1 and k1/2 + 1 neighbours."""
+    n, k_full, k_half = nb_full.shape[0], nb_full.shape[1], nb_half.shape[1]
+    rec_full, rec_half = _reciprocal_mask(nb_full), _reciprocal_mask(nb_half)
+    half_size = rec_half.sum(1)
+    pair_rows, pair_cols = [], []
+    for s, e in _steps(n, k_full * k_half * k_full):
+        nbr, rec = nb_full[s:e], rec_full[s:e]  # B x K
+        cand_half, cand_rec = nb_half[nbr], rec_half[nbr]  # B x K x H
+        in_r = ((cand_half[..., None] == nbr[:, None, None, :]) & rec[:, None, None, :]).any(-1)
+        accept = rec & ((in_r & cand_rec).sum(-1) * 3 > 2 * half_size[nbr])  # B x K
+        ids = torch.arange(s, e, device=nb_full.device)
+        pair_rows.append(ids[:, None].expand_as(nbr)[rec])
+        pair_cols.append(nbr[rec])
+        extra = cand_rec & accept[..., None]
+        pair_rows.append(ids[:, None, None].expand_as(cand_half)[extra])
+        pair_cols.append(cand_half[extra])
+    keys = torch.unique(torch.cat(pair_rows) * n + torch.cat(pair_cols))  # sorted: row-major
+    return torch.div(keys, n, rounding_mode="floor"), keys % n
+
+
+def _kernel_weights(feats: torch.Tensor, sq: torch.Tensor, row_max: torch.Tensor, rows: torch.Tensor,
+                    cols: torch.Tensor) -> torch.Tensor:
+    """V on the pairs of R*: exp(-d(i, j) / max_k d(i, k)), each row normalised to sum 1."""
+    weight = torch.empty(rows.numel(), dtype=torch.float32, device=feats.device)
+    for s, e in _steps(rows.numel(), feats.shape[1]):
+        r, c = rows[s:e], cols[s:e]
+        d = (sq[r] + sq[c] - 2.0 * (feats[r] * feats[c]).sum(1)).clamp_(min=0.0)
+        weight[s:e] = torch.exp(-d / row_max[r])
+    row_sum = torch.zeros(row_max.numel(), dtype=torch.float32, device=feats.device).index_add_(0, rows, weight)
+    return weight / row_sum[rows]
+
+
+def _query_expansion(v: SparseRows, nb_qe: torch.Tensor) -> SparseRows:
+    """V(i) <- mean of V(j) over the k2 nearest neighbours j of i (``nb_qe``: N x k2), as (rows, cols, vals)."""
+    rows, cols, vals = v
+    n, k2 = nb_qe.shape
+    ptr = _csr_ptr(rows, n)
+    parts = []
+    for s, e in _steps(n, k2 * int((ptr[1:] - ptr[:-1]).max())):
+        src = nb_qe[s:e].reshape(-1)
+        seg, pos = _expand_segments(ptr[src], ptr[src + 1] - ptr[src])
+        key = (torch.div(seg, k2, rounding_mode="floor") + s) * n + cols[pos]
+        uniq, inverse = torch.unique(key, return_inverse=True)
+        sums = torch.zeros(uniq.numel(), dtype=torch.float32, device=vals.device).index_add_(0, inverse, vals[pos])
+        parts.append((uniq, sums / k2))
+    keys = torch.cat([p[0] for p in parts])
+    return torch.div(keys, n, rounding_mode="floor"), keys % n, torch.cat([p[1] for p in parts])
+
+
+def _mix_jaccard(out: torch.Tensor, v: SparseRows, lam: float) -> None:
+    """out <- lam * out + (1 - lam) d_J for the Q x G query rows, d_J = 1 - m / (2 - m) with m = sum_k
+    min(V(i, k), V(j, k)) summed through the inverted (column) index of V's gallery rows."""
+    rows, cols, vals = v
+    num_q, num_g = out.shape
+    n = num_q + num_g
+    q_ptr = _csr_ptr(rows, n)
+    in_gallery = rows >= num_q
+    col_order = torch.argsort(cols[in_gallery], stable=True)
+    inv_rows = rows[in_gallery][col_order] - num_q
+    inv_vals = vals[in_gallery][col_order]
+    inv_ptr = _csr_ptr(cols[in_gallery][col_order], n)
+    for s, e in _steps(num_q, num_g):
+        lo, hi = int(q_ptr[s]), int(q_ptr[e])
+        r, c, x = rows[lo:hi], cols[lo:hi], vals[lo:hi]
+        seg, pos = _expand_segments(inv_ptr[c], inv_ptr[c + 1] - inv_ptr[c])
+        overlap = torch.zeros((e - s) * num_g, dtype=torch.float32, device=out.device)
+        overlap.index_add_(0, (r[seg] - s) * num_g + inv_rows[pos], torch.minimum(x[seg], inv_vals[pos]))
+        overlap = overlap.view(e - s, num_g)
+        out[s:e].mul_(lam).add_(1.0 - overlap / (2.0 - overlap), alpha=1.0 - lam)
 
 
 def re_ranking(
@@ -66,8 +171,9 @@ def re_ranking(
 ) -> torch.Tensor:
     """Q x G re-ranked float32 distances on the features' device (see the module docstring).
 
-    ``metric="cosine"`` L2-normalises the features first (squared Euclidean then ranks like cosine).
-    Memory: the output, features, O(N (k1 + k2)) neighbour lists and chunk_size x N distance chunks.
+    ``metric`` "euclidean" re-ranks squared Euclidean distances; "cosine" L2-normalises the features first
+    (squared Euclidean then ranks like cosine). Memory: the output, features, O(N (k1 + k2)) neighbour
+    lists, chunk_size x N distance chunks and ``CHUNK_ELEMENTS``-sized temporaries.
     """
     if k1 < 1 or k2 < 1:
         raise ValueError(f"re-ranking needs k1 >= 1 and k2 >= 1, got k1={k1}, k2={k2}")
@@ -77,107 +183,14 @@ def re_ranking(
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
     q, g, _, _ = prepare_features(qf, gf, metric)
     feats = torch.cat([q, g])  # for cosine already L2-normalised; distances below are squared Euclidean
-    device = feats.device
     num_q, n = q.shape[0], feats.shape[0]
     sq = (feats * feats).sum(1)
-    num_nb = min(max(k1 + 1, k2), n)
-
-    # pass 1: row maxima and nearest neighbours; the query rows' gallery part goes straight to the output
-    out = torch.empty((num_q, n - num_q), dtype=torch.float32, device=device)
-    row_max = torch.empty(n, dtype=torch.float32, device=device)
-    ranks = torch.empty((n, num_nb), dtype=torch.int64, device=device)
-    buf = torch.empty((min(chunk_size, n), n), dtype=torch.float32, device=device)
-    for s in range(0, n, chunk_size):
-        e = min(s + chunk_size, n)
-        d = distance_chunk(feats[s:e], feats, sq[s:e], sq, "euclidean", out=buf[: e - s])
-        row_max[s:e] = d.max(dim=1).values.clamp_(min=torch.finfo(torch.float32).tiny)
-        ranks[s:e] = torch.topk(d, num_nb, dim=1, largest=False, sorted=True).indices
-        if s < num_q:
-            qe = min(e, num_q)
-            out[s:qe] = d[: qe - s, num_q:] / row_max[s:qe, None]
-    del buf
-
-    # k-reciprocal sets R(i, k1) and R(c, k1/2) as masks over the neighbour lists
-    k_full = min(k1 + 1, n)
+    out, row_max, ranks = _neighbours(feats, sq, num_q, min(max(k1 + 1, k2), n), chunk_size)
     k_half = min(int(round(k1 / 2.0)) + 1, n)  # round half to even, like numpy.around in the authors' code
-    nb_full, nb_half = ranks[:, :k_full].contiguous(), ranks[:, :k_half].contiguous()
-    step = max(1, 2 ** 22 // (k_full * k_full))
-    rec_full = _reciprocal_mask(nb_full, step)
-    rec_half = _reciprocal_mask(nb_half, max(1, 2 ** 22 // (k_half * k_half)))
-    half_size = rec_half.sum(1)
-
-    # R*(i): pairs (i, j), chunked over i; a candidate c = nb_full[i, a] with a reciprocal is accepted
-    # when |R(c, k1/2) & R(i, k1)| > 2/3 |R(c, k1/2)|
-    pair_rows, pair_cols = [], []
-    step = max(1, 2 ** 24 // (k_full * k_half * k_full))
-    for s in range(0, n, step):
-        e = min(s + step, n)
-        nbr, rec = nb_full[s:e], rec_full[s:e]  # B x K
-        cand_half, cand_rec = nb_half[nbr], rec_half[nbr]  # B x K x H
-        in_r = ((cand_half[..., None] == nbr[:, None, None, :]) & rec[:, None, None, :]).any(-1)
-        overlap = (in_r & cand_rec).sum(-1)  # B x K
-        accept = rec & (overlap * 3 > 2 * half_size[nbr])
-        ids = torch.arange(s, e, device=device)
-        pair_rows.append(ids[:, None].expand_as(nbr)[rec])
-        pair_cols.append(nbr[rec])
-        extra = cand_rec & accept[..., None]
-        pair_rows.append(ids[:, None, None].expand_as(cand_half)[extra])
-        pair_cols.append(cand_half[extra])
-    keys = torch.unique(torch.cat(pair_rows) * n + torch.cat(pair_cols))  # sorted: row-major
-    v_rows, v_cols = torch.div(keys, n, rounding_mode="floor"), keys % n
-    del pair_rows, pair_cols, keys
-
-    # V: Gaussian kernel of the normalised distance over R*(i), each row summing to 1
-    weight = torch.empty(v_rows.numel(), dtype=torch.float32, device=device)
-    pair_step = max(1, 2 ** 24 // feats.shape[1])
-    for s in range(0, v_rows.numel(), pair_step):
-        r, c = v_rows[s:s + pair_step], v_cols[s:s + pair_step]
-        d = (sq[r] + sq[c] - 2.0 * (feats[r] * feats[c]).sum(1)).clamp_(min=0.0)
-        weight[s:s + pair_step] = torch.exp(-d / row_max[r])
-    row_sum = torch.zeros(n, dtype=torch.float32, device=device).index_add_(0, v_rows, weight)
-    v_vals = weight / row_sum[v_rows]
-
-    # query expansion: V(i) <- mean of V over the k2 nearest neighbours of i
+    rows, cols = _expanded_sets(ranks[:, :min(k1 + 1, n)].contiguous(), ranks[:, :k_half].contiguous())
+    v = (rows, cols, _kernel_weights(feats, sq, row_max, rows, cols))
     if k2 > 1:
-        ptr = _csr_ptr(v_rows, n)
-        nb_qe = ranks[:, :k2]
-        parts = []
-        rows_step = max(1, 2 ** 22 // max(1, k2 * int((ptr[1:] - ptr[:-1]).max())))
-        for s in range(0, n, rows_step):
-            e = min(s + rows_step, n)
-            src = nb_qe[s:e].reshape(-1)
-            seg, pos = _expand_segments(ptr[src], ptr[src + 1] - ptr[src])
-            dst_row = torch.div(seg, k2, rounding_mode="floor") + s
-            key = dst_row * n + v_cols[pos]
-            uniq, inverse = torch.unique(key, return_inverse=True)
-            vals = torch.zeros(uniq.numel(), dtype=torch.float32, device=device)
-            vals.index_add_(0, inverse, v_vals[pos])
-            parts.append((uniq, vals / k2))
-        keys = torch.cat([p[0] for p in parts])
-        v_vals = torch.cat([p[1] for p in parts])
-        v_rows, v_cols = torch.div(keys, n, rounding_mode="floor"), keys % n
-        del parts, keys
-
-    # Jaccard distance of queries to gallery through the inverted index of the gallery rows of V
-    q_ptr = _csr_ptr(v_rows, n)
-    in_gallery = v_rows >= num_q
-    col_order = torch.argsort(v_cols[in_gallery], stable=True)
-    inv_rows = v_rows[in_gallery][col_order] - num_q
-    inv_vals = v_vals[in_gallery][col_order]
-    inv_ptr = _csr_ptr(v_cols[in_gallery][col_order], n)
-    num_g = n - num_q
-    lam = float(lambda_value)
-    q_step = max(1, min(256, 2 ** 26 // max(1, num_g)))
-    for s in range(0, num_q, q_step):
-        e = min(s + q_step, num_q)
-        lo, hi = int(q_ptr[s]), int(q_ptr[e])
-        rows, cols, vals = v_rows[lo:hi], v_cols[lo:hi], v_vals[lo:hi]
-        seg, pos = _expand_segments(inv_ptr[cols], inv_ptr[cols + 1] - inv_ptr[cols])
-        mins = torch.minimum(vals[seg], inv_vals[pos])
-        overlap = torch.zeros((e - s) * num_g, dtype=torch.float32, device=device)
-        overlap.index_add_(0, (rows[seg] - s) * num_g + inv_rows[pos], mins)
-        overlap = overlap.view(e - s, num_g)
-        jaccard = 1.0 - overlap / (2.0 - overlap)
-        out[s:e].mul_(lam).add_(jaccard, alpha=1.0 - lam)
-    logger.debug("re-ranking: %d x %d, %d non-zeros in V", num_q, num_g, v_vals.numel())
+        v = _query_expansion(v, ranks[:, :k2])
+    _mix_jaccard(out, v, float(lambda_value))
+    logger.debug("re-ranking: %d x %d, %d non-zeros in V", num_q, n - num_q, v[2].numel())
     return out

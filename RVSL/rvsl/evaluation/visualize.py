@@ -2,11 +2,17 @@
 
 import logging
 from pathlib import Path
-from typing import Sequence, Union
+from typing import TYPE_CHECKING, Dict, FrozenSet, List, Mapping, Optional, Sequence, Union
 
 import cv2
 import numpy as np
 import torch
+
+from ..utils.io import write_bytes_atomic
+from .base import DatasetEvaluator
+
+if TYPE_CHECKING:  # the ReID evaluator module imports this one
+    from .evaluator import ReIDEvaluator
 
 logger = logging.getLogger(__name__)
 
@@ -29,11 +35,12 @@ def _thumbnail(path: str, colour: tuple) -> np.ndarray:
 
 
 def _write(out_file: Union[str, Path], canvas: np.ndarray) -> Path:
-    """Write a BGR uint8 image, creating the folder; OSError if cv2 cannot write it."""
+    """Write a BGR uint8 image atomically in the format of its suffix; OSError if cv2 cannot encode it."""
     out = Path(out_file)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if not cv2.imwrite(str(out), canvas):
-        raise OSError(f"could not write {out}")
+    ok, encoded = cv2.imencode(out.suffix or ".png", canvas)
+    if not ok:
+        raise OSError(f"could not encode {out}")
+    write_bytes_atomic(out, encoded.tobytes())
     return out
 
 
@@ -95,3 +102,49 @@ def save_triplets(
     cols = [_to_bgr(t) for t in (inputs, dehazed, rehazed)]
     rows = [np.concatenate([c[b] for c in cols], axis=1) for b in range(inputs.shape[0])]
     return _write(out_file, np.concatenate(rows, axis=0))
+
+
+class PictureEvaluator(DatasetEvaluator):
+    """Pictures in ``out_dir``: input | dehazed | re-hazed triplets of the first ``num`` images
+    (``triplets.png``; re-hazed = G_H(E_C(dehazed)), the cycle back to the input) and, when ``ranked_by``
+    is given, its rank lists of the first ``num`` queries (``rank_<branch>.png``). Returns no metrics.
+    """
+
+    def __init__(self, out_dir: Union[str, Path], num: int = 10, ranked_by: Optional["ReIDEvaluator"] = None) -> None:
+        if num < 1:
+            raise ValueError(f"num must be >= 1, got {num}")
+        self.out_dir = Path(out_dir)
+        self.num = num
+        self.ranked_by = ranked_by
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the collected images."""
+        self._images: List[List[torch.Tensor]] = [[], [], []]
+        self._count = 0
+
+    def needs(self, batch: Mapping) -> FrozenSet[str]:
+        """Dehazed and cycled images until ``num`` triplets are collected, then none."""
+        return frozenset({"dehazed", "cycled"}) if self._count < self.num else frozenset()
+
+    def process(self, batch: Mapping, outputs: Mapping[str, torch.Tensor]) -> None:
+        """Keep input, dehazed and cycled images of the batch's first rows while fewer than ``num`` are kept."""
+        take = min(self.num - self._count, int(batch["img"].shape[0]))
+        if take <= 0:
+            return
+        for kept, images in zip(self._images, (batch["img"], outputs["dehazed"], outputs["cycled"])):
+            kept.append(images[:take].detach().float().cpu())
+        self._count += take
+
+    def evaluate(self) -> Dict:
+        """Write the pictures (logging their paths); returns {}."""
+        written = []
+        if self.ranked_by is not None:
+            if self.ranked_by.has_paths:
+                written += self.ranked_by.save_rank_lists(self.out_dir, self.num)
+            else:
+                logger.warning("batches carry no 'path': rank lists skipped")
+        if self._count:
+            written.append(save_triplets(*(torch.cat(kept) for kept in self._images), self.out_dir / "triplets.png"))
+        logger.info("wrote %s", ", ".join(str(p) for p in written) or "no pictures")
+        return {}
