@@ -14,7 +14,7 @@ from . import layout
 from .datasets import ImageListDataset, PairDataset, TestDataset, UnlabelledDataset
 from .fvrid import ImageRecord, PairRecord, list_images, pair_twins, relabel, scan_labelled, summarize
 from .samplers import PKBatchSampler, ShuffleBatchSampler
-from .transforms import Augment
+from .transforms import Augment, opencv_single_thread
 
 logger = logging.getLogger(__name__)
 
@@ -52,7 +52,7 @@ def _labelled(cfg: CfgNode, key: str) -> List[ImageRecord]:
 
 def _loader(cfg: CfgNode, dataset, **kwargs) -> DataLoader:
     return DataLoader(dataset, num_workers=cfg.DATALOADER.NUM_WORKERS, pin_memory=torch.cuda.is_available(),
-                      **kwargs)
+                      worker_init_fn=opencv_single_thread, **kwargs)
 
 
 def _log_table(rows: List[Tuple[str, str, str, str]]) -> None:

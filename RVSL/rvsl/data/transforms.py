@@ -11,7 +11,11 @@ import torch.nn.functional as F
 
 from ..utils.errors import InputError
 
-cv2.setNumThreads(1)  # loaders parallelise over images; OpenCV's own threads would oversubscribe
+
+def opencv_single_thread(worker_id: int) -> None:
+    """DataLoader ``worker_init_fn``: loader workers parallelise over images, so OpenCV's own threads in
+    each worker would only oversubscribe the CPU (set in the worker process, never in the main one)."""
+    cv2.setNumThreads(1)
 
 
 def read_image(path: str, size: Tuple[int, int]) -> torch.Tensor:
