@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 DEMO_DATA := Datasets/demo
 DEMO_OUT := output/demo
 
-.PHONY: venv demo demo-data test bench clean
+.PHONY: venv demo demo-data test bench adaptation clean
 
 # The venv is rebuilt when requirements.txt or pyproject.toml change.
 $(VENV)/.installed: requirements.txt pyproject.toml
@@ -30,6 +30,10 @@ test: venv
 
 bench: venv
 	$(PY) benchmarks/eval_speed.py
+
+# Does label-free adaptation help? Stages 1-2-3 against a longer stage 1, AdaBN and a labelled ceiling (about 30 min).
+adaptation: demo-data
+	$(PY) benchmarks/adaptation.py
 
 clean:
 	rm -rf $(DEMO_OUT) $(DEMO_DATA)

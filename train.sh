@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
 # Train the three RVSL stages in a row, each starting from the previous stage's best checkpoint.
+# best.pth is chosen by SOLVER.BEST_METRIC, label-free by default (it never reads a real label), so the
+# chain reads no real label either (choosing on the labelled test set is possible, under a name that says so).
 # A stage that already has OUTPUT_ROOT/stageN/checkpoint/last.pth is resumed (a finished one
 # returns at once), so rerunning this script after an interruption continues where it stopped.
 # Extra arguments are config overrides for every stage, e.g.  bash train.sh SOLVER.MAX_EPOCHS 50
