@@ -14,11 +14,10 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from ..config import CfgNode, config_from_dict, config_to_dict
-from ..data.build import STAGE_TEST_SET, build_test_loader, build_train_loaders, test_set_available
 from ..data import layout
+from ..data.build import STAGE_TEST_SET, build_test_loader, build_train_loaders, test_set_available
 from ..data.check import startup_check
-from ..evaluation import inference_on_dataset
-from ..evaluation.proxies import real_proxies
+from ..evaluation import inference_on_dataset, real_proxies
 from ..losses import discriminator_loss
 from ..modeling import ImagePool, build_discriminators, build_model, load_backbone_weights, load_matching_state
 from ..modeling.reference import is_reference_state
@@ -28,13 +27,13 @@ from ..utils.misc import amp_dtype, to_device
 from .checkpoint import Checkpointer, is_rvsl_checkpoint
 from .defaults import default_setup
 from .guard import NonFiniteGuard
-from .inference import build_evaluators
 from .hooks import BestMetricHook, CheckpointHook, EvalHook, HistoryHook, TensorBoardHook
+from .inference import build_evaluators
 from .model_io import load_reference_weights
 from .report import format_metrics
 from .solver import build_lr_schedulers, build_optimizers, step_schedulers
-from .tensorboard import TensorBoardWriter
 from .stages import build_step
+from .tensorboard import TensorBoardWriter
 
 logger = logging.getLogger(__name__)
 
