@@ -20,7 +20,8 @@ it (Spearman correlation over epochs, and the test mAP lost by choosing with it 
     python benchmarks/adaptation.py                       # 3 seeds, about 30 min on 2 CPU cores
     python benchmarks/adaptation.py --seeds 0 --quick     # a smoke run
 
-Results: OUT/adaptation.json, a table on stdout, and a bar chart (``--figure``, default Fig/adaptation.png).
+Results: OUT/adaptation.json, a table on stdout, a bar chart (``--figure``, default Fig/adaptation.png) and
+the first seed's stage-3 dehazed images beside it (Fig/adaptation_dehazed.png).
 """
 
 import argparse
@@ -98,11 +99,25 @@ def train_seed(seed: int, args: argparse.Namespace, log: Path) -> Dict[str, Path
             "ceiling": ceiling / "checkpoint" / "best.pth"}
 
 
-def evaluate(weight: Path, out: Path, args: argparse.Namespace, log: Path) -> Dict:
-    """REAL_FOGGY metrics of one checkpoint (inference.py's metrics.json)."""
+def evaluate(weight: Path, out: Path, args: argparse.Namespace, log: Path, pictures: bool = False) -> Dict:
+    """REAL_FOGGY metrics of one checkpoint (inference.py's metrics.json); ``pictures`` also writes out/vis/."""
+    vis = ["TEST.VIS", "True", "TEST.VIS_NUM", "8"] if pictures else []
     run(["RVSL/inference.py", "-t", "-c", args.config, "DATASETS.DATA_PATH", str(args.data), "TEST.DATA",
-         "REAL_FOGGY", "TEST.WEIGHT", str(weight), "OUTPUT_DIR", str(out), *args.opts], log)
+         "REAL_FOGGY", "TEST.WEIGHT", str(weight), "OUTPUT_DIR", str(out), *args.opts, *vis], log)
     return json.loads((out / "metrics.json").read_text())
+
+
+def dehazed_figure(triplets: Path, path: Path, scale: int = 4) -> None:
+    """Regroup inference's triplets.png (a row per image: input | dehazed | re-hazed) into three rows, enlarged."""
+    import cv2
+    import numpy as np
+
+    image = cv2.imread(str(triplets))
+    side = image.shape[1] // 3
+    cells = [image[i:i + side] for i in range(0, image.shape[0], side)]
+    rows = [np.concatenate([cell[:, k * side:(k + 1) * side] for cell in cells], axis=1) for k in range(3)]
+    grid = cv2.resize(np.concatenate(rows, axis=0), None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST)
+    cv2.imwrite(str(path), grid)
 
 
 def spearman(x: Sequence[float], y: Sequence[float]) -> float:
@@ -213,7 +228,8 @@ def main() -> None:
     for seed in args.seeds:
         weights = train_seed(seed, args, log)
         for variant, weight in weights.items():
-            metrics = evaluate(weight, args.out / f"seed{seed}" / "eval" / variant, args, log)
+            pictures = variant == "rvsl" and seed == args.seeds[0]
+            metrics = evaluate(weight, args.out / f"seed{seed}" / "eval" / variant, args, log, pictures)
             for branch in BRANCHES:
                 results[variant][branch].append(metrics[branch]["mAP"])
                 results[variant][f"{branch}_rank1"].append(metrics[branch]["rank1"])
@@ -238,7 +254,10 @@ def main() -> None:
         indent=2) + "\n")
     bar_chart(results, args.figure, f"demo data, {len(args.seeds)} seeds, epochs {args.epochs}, "
                                     "label-free checkpoint choice")
-    print(f"\nwrote {args.out / 'adaptation.json'} and {args.figure}")
+    dehazed = args.figure.with_name(args.figure.stem + "_dehazed.png")
+    dehazed_figure(args.out / f"seed{args.seeds[0]}" / "eval" / "rvsl" / "vis" / "triplets.png", dehazed)
+    print(f"\nwrote {args.out / 'adaptation.json'}, {args.figure} and {dehazed} (REAL_FOGGY query images: "
+          "input / dehazed / re-hazed by the method's stage-3 model, first seed)")
 
 
 if __name__ == "__main__":
