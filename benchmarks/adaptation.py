@@ -33,7 +33,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Dict, List, Sequence
+from typing import Dict, List, Sequence, Tuple
 
 ROOT = Path(__file__).resolve().parents[1]
 VARIANTS = ("stage1", "control", "adabn", "rvsl", "ceiling")
@@ -172,6 +172,21 @@ def choice_study(histories: Sequence[Path]) -> Dict[str, Dict[str, float]]:
             for c, s in study.items()}
 
 
+def chance_map(data: Path, draws: int = 500) -> Tuple[float, float]:
+    """mAP of random rankings of the REAL_FOGGY test set (mean and sd over draws): the floor of the table."""
+    import numpy as np
+    from rvsl.data import layout
+    from rvsl.data.fvrid import scan_labelled
+    from rvsl.evaluation import evaluate_rank
+
+    query, gallery = (scan_labelled(str(data / f.rel)) for f in layout.eval_folders(layout.REAL_HAZY))
+    ids = [np.array([(r.pid, r.camid) for r in part]) for part in (query, gallery)]
+    rng = np.random.default_rng(0)
+    maps = [evaluate_rank(rng.random((len(query), len(gallery)), dtype=np.float32), ids[0][:, 0], ids[1][:, 0],
+                          ids[0][:, 1], ids[1][:, 1])[1] for _ in range(draws)]
+    return float(np.mean(maps)), float(np.std(maps))
+
+
 def mean_sd(values: Sequence[float]) -> str:
     """``mean +- sd`` in percent."""
     if len(values) == 1:
@@ -179,8 +194,8 @@ def mean_sd(values: Sequence[float]) -> str:
     return f"{100 * statistics.fmean(values):6.2f} +- {100 * statistics.stdev(values):4.2f}"
 
 
-def bar_chart(results: Dict[str, Dict[str, List[float]]], path: Path, title: str) -> None:
-    """Mean REAL_FOGGY mAP per variant and branch, with the seeds' standard deviation as error bars."""
+def bar_chart(results: Dict[str, Dict[str, List[float]]], chance: float, path: Path, title: str) -> None:
+    """Mean REAL_FOGGY mAP per variant and branch, the seeds' standard deviation as error bars, chance as a line."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -191,10 +206,11 @@ def bar_chart(results: Dict[str, Dict[str, List[float]]], path: Path, title: str
         means = [100 * statistics.fmean(results[v][branch]) for v in VARIANTS]
         sds = [100 * statistics.stdev(results[v][branch]) if len(results[v][branch]) > 1 else 0 for v in VARIANTS]
         ax.bar([i + (b - 1) * width for i in range(len(VARIANTS))], means, width, yerr=sds, capsize=3, label=branch)
+    ax.axhline(100 * chance, color="grey", linestyle="--", linewidth=1, label="random ranking")
     ax.set_xticks(range(len(VARIANTS)), VARIANTS)
     ax.set_ylabel("REAL_FOGGY mAP (%)")
     ax.set_title(title, fontsize=9)
-    ax.legend(title="branch")
+    ax.legend()
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
@@ -238,8 +254,10 @@ def main() -> None:
     study = {stage: choice_study([args.out / f"seed{s}" / stage / "history.json" for s in args.seeds])
              for stage in ("stage2", "stage3")}
 
+    chance = chance_map(args.data)
     print(f"\nREAL_FOGGY test set, {len(args.seeds)} seed(s) {args.seeds}, epochs {args.epochs}, "
-          f"{args.config} {' '.join(args.opts)}; {minutes:.1f} min")
+          f"{args.config} {' '.join(args.opts)}; {minutes:.1f} min; random ranking: mAP "
+          f"{100 * chance[0]:.2f} +- {100 * chance[1]:.2f}")
     print(f"{'variant':<9} " + " ".join(f"{b + ' mAP':>17} {b + ' R-1':>17}" for b in BRANCHES))
     for variant in VARIANTS:
         print(f"{variant:<9} " + " ".join(f"{mean_sd(results[variant][b]):>17} "
@@ -250,9 +268,10 @@ def main() -> None:
         for candidate, row in table.items():
             print(f"{candidate:<24} {row['spearman']:9.2f} {row['regret']:20.2f} {row['runs']:5d}")
     (args.out / "adaptation.json").write_text(json.dumps(
-        {"seeds": args.seeds, "epochs": args.epochs, "minutes": minutes, "results": results, "choice": study},
+        {"seeds": args.seeds, "epochs": args.epochs, "minutes": minutes, "results": results, "choice": study,
+         "chance_map": chance},
         indent=2) + "\n")
-    bar_chart(results, args.figure, f"demo data, {len(args.seeds)} seeds, epochs {args.epochs}, "
+    bar_chart(results, chance[0], args.figure, f"demo data, {len(args.seeds)} seeds, epochs {args.epochs}, "
                                     "label-free checkpoint choice")
     dehazed = args.figure.with_name(args.figure.stem + "_dehazed.png")
     dehazed_figure(args.out / f"seed{args.seeds[0]}" / "eval" / "rvsl" / "vis" / "triplets.png", dehazed)
