@@ -115,3 +115,25 @@ def test_default_checkpoint_choice_reads_no_test_label(config, stage):
     assert hook.best_epoch == 2, cfg.SOLVER.BEST_METRIC
     for script in ("train.sh", "Makefile", "test.sh"):
         assert "test_labels" not in (ROOT / script).read_text()
+
+
+def test_choosing_on_test_labels_is_named_and_needs_the_test_set(tiny_fvrid, tmp_path, caplog):
+    import logging
+    import shutil
+
+    from rvsl.config import load_config
+    from rvsl.engine.trainer import Trainer
+    from rvsl.utils.errors import InputError
+
+    opts = ["DATASETS.DATA_PATH", str(tiny_fvrid), "OUTPUT_DIR", str(tmp_path / "o"), "MODEL.NAME", "resnet18",
+            "INPUT.SIZE_TRAIN", "[32, 32]", "INPUT.SIZE_TEST", "[32, 32]", "DATALOADER.NUM_WORKERS", "0",
+            "DATALOADER.NUM_IDENTITIES", "3", "DATALOADER.NUM_INSTANCES", "2", "DATALOADER.REAL_BATCH_SIZE", "4",
+            "SOLVER.BEST_METRIC", "test_labels/hazy/mAP"]
+    with caplog.at_level(logging.WARNING):
+        Trainer(load_config(None, opts, stage="STAGE3"), torch.device("cpu"))
+    assert "chosen on test labels" in caplog.text
+    data = tmp_path / "data"
+    shutil.copytree(tiny_fvrid, data)
+    shutil.rmtree(data / "FVRID_real" / "query_foggy")
+    with pytest.raises(InputError, match="needs the REAL_FOGGY test set, which is absent"):
+        Trainer(load_config(None, opts + ["DATASETS.DATA_PATH", str(data)], stage="STAGE3"), torch.device("cpu"))

@@ -57,9 +57,14 @@ class Trainer:
         self.max_epochs = cfg.SOLVER.MAX_EPOCHS
         self.loaders = build_train_loaders(cfg)
         test_set = STAGE_TEST_SET[cfg.MODE.STAGE]
+        # an absent test set is said once, by the start-up check
         self.test = build_test_loader(cfg, test_set) if test_set_available(cfg, test_set) else None
-        if self.test is None:
-            logger.info("the %s test set is absent: training goes on without it, nothing is reported on it", test_set)
+        if cfg.SOLVER.BEST_METRIC.startswith("test_labels/"):
+            if self.test is None:
+                raise InputError(f"SOLVER.BEST_METRIC {cfg.SOLVER.BEST_METRIC} needs the {test_set} test set, "
+                                 "which is absent; choose a label-free metric")
+            logger.warning("SOLVER.BEST_METRIC %s chooses best.pth on the labelled %s test set: numbers reported "
+                           "on that set for best.pth are chosen on test labels", cfg.SOLVER.BEST_METRIC, test_set)
 
         self.model = build_model(cfg, self.loaders.num_classes).to(device)
         self.discriminators = build_discriminators(cfg).to(device)
