@@ -1,4 +1,4 @@
-"""End-of-epoch work as small hooks (detectron2 style): validate, track the best epoch, record, save.
+"""End-of-epoch work as small hooks (detectron2 style): validate, track the best epoch, record, save, TensorBoard.
 
 After each epoch the trainer calls every hook's ``after_epoch`` in order (validate, choose, record,
 save), with the epoch's record in ``trainer.record`` (``epoch``, ``seconds``, ``losses``,
@@ -12,8 +12,8 @@ import math
 from typing import Any, Callable, Dict, List, Optional
 
 from ..utils.io import write_json
-from .tensorboard import translation_strip
 from ..utils.plot import plot_losses
+from .tensorboard import translation_strip
 
 logger = logging.getLogger(__name__)
 
