@@ -98,8 +98,8 @@ _C.DATALOADER.NUM_INSTANCES = 6
 _C.DATALOADER.REAL_BATCH_SIZE = 18
 
 # ---------------------------------------------------------------------------- #
-# Label-free validation: a labelled SYNTHETIC split held out from the synthetic training
-# identities, so a stage's best.pth can be chosen without any real label.
+# Label-free validation data held out of the training folders, so a stage's best.pth can be chosen
+# without any real label: a labelled SYNTHETIC split, and unlabelled real images.
 # ---------------------------------------------------------------------------- #
 _C.VAL = CN()
 # Synthetic training identities held out (removed from training and from the classifier's classes):
@@ -140,7 +140,8 @@ _C.SOLVER.AMP = "bf16"
 _C.SOLVER.EVAL_PERIOD = 10
 # Log the running losses every LOG_PERIOD iterations.
 _C.SOLVER.LOG_PERIOD = 20
-# Stop after this many consecutive non-finite losses (each one's step is skipped).
+# Stop after this many consecutive non-finite losses of one update, model or discriminators (each
+# such update is skipped).
 _C.SOLVER.MAX_NONFINITE = 5
 # Which validation figure selects best.pth (higher is better); none of the label-free choices reads a
 # real label:
@@ -148,7 +149,8 @@ _C.SOLVER.MAX_NONFINITE = 5
 #                                (VAL.SYN_IDENTITIES); branch clear/hazy/fusion, metric mAP/rank1/mINP
 #   "real_proxy/<proxy>"         label-free proxies on held-out unlabelled real images of stages 2-3
 #                                (VAL.REAL_IMAGES): cycle_psnr, agreement or knn_overlap (rvsl/evaluation/proxies.py)
-#   "last"                       the last epoch
+#   "last"                       the last epoch (default: on the demo data no candidate was shown to
+#                                track the real test mAP better; README, "Choosing a checkpoint")
 #   "test_labels/<branch>/<metric>"  CHOSEN ON THE STAGE'S LABELLED TEST SET: numbers reported on that
 #                                set after such a choice are optimistic (the reference code's choice).
 _C.SOLVER.BEST_METRIC = "last"
