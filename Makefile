@@ -31,7 +31,7 @@ test: venv
 bench: venv
 	$(PY) benchmarks/eval_speed.py
 
-# Does label-free adaptation help? Stages 1-2-3 against a longer stage 1, AdaBN and a labelled ceiling (about 30 min).
+# Does label-free adaptation help? Stages 1-2-3 against a longer stage 1, AdaBN and a labelled ceiling (about 21 min).
 adaptation: demo-data
 	$(PY) benchmarks/adaptation.py
 

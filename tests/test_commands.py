@@ -135,3 +135,11 @@ def test_exact_and_faiss_search_agree_with_brute_force():
     d2, i2 = faiss_topk(query, gallery, 5)
     np.testing.assert_array_equal(i2, order)
     np.testing.assert_allclose(d2, d, rtol=1e-4)
+
+
+def test_dehaze_refuses_to_write_over_its_inputs(tiny_checkpoint, demo_images):
+    before = {p.name: p.read_bytes() for p in demo_images.iterdir()}
+    result = run_cli(["RVSL/dehaze.py", "--weight", str(tiny_checkpoint), "--input", str(demo_images),
+                      "--output", str(demo_images)])
+    assert result.returncode == 2 and "holds the input images" in result.stderr
+    assert {p.name: p.read_bytes() for p in demo_images.iterdir()} == before

@@ -72,6 +72,10 @@ def test_stage_is_fixed_by_script():
     (["INPUT.SIZE_TRAIN", "[30, 64]"], "INPUT.SIZE_TRAIN"),
     (["SOLVER.BEST_METRIC", "fusion/mAP"], "SOLVER.BEST_METRIC"),
     (["SOLVER.WARMUP_UNIT", "epochs"], "SOLVER.WARMUP_UNIT"),
+    (["SOLVER.LOG_PERIOD", "0"], "SOLVER.LOG_PERIOD"),
+    (["SOLVER.WARMUP_FACTOR", "0.0"], "SOLVER.WARMUP_FACTOR"),
+    (["SOLVER.WARMUP_FACTOR", "1.5"], "SOLVER.WARMUP_FACTOR"),
+    (["TEST.VIS_NUM", "0"], "TEST.VIS_NUM"),
     (["INPUT.FLIP_PROB", "1.5"], "INPUT.FLIP_PROB must be a number, each in [0.0, 1.0]; got 1.5"),
     (["INPUT.RESIZE_RANGE", "[0.9, 1.2]"], "INPUT.RESIZE_RANGE must be [low, high] with low <= high"),
     (["INPUT.RESIZE_RANGE", "[1.2, 1.0]"], "INPUT.RESIZE_RANGE must be [low, high] with low <= high"),
@@ -118,3 +122,10 @@ def test_mistyped_key_on_the_command_line_exits_2(tmp_path):
     assert "MAX_EPOCH" in result.stderr
     assert "Traceback" not in result.stderr
     assert not out.exists()  # nothing written before the config is valid
+
+
+def test_a_checkpoint_config_of_another_version_is_named():
+    old = config_to_dict(get_cfg_defaults())
+    old["SOLVER"]["WARMUP_ITERS"] = 200  # a key renamed since
+    with pytest.raises(InputError, match=r"TEST.WEIGHT: old.pth: its stored config .*WARMUP_ITERS"):
+        config_from_dict(old, "TEST.WEIGHT: old.pth")

@@ -259,3 +259,14 @@ def test_schedule_as_written_warms_up_in_iterations():
     assert rates[20] == pytest.approx(1e-4 * (0.01 + 0.99 * 100 / 200) * 0.6, rel=1e-9)
     assert rates[45] == pytest.approx(1e-4 * 0.6 ** 3, rel=1e-9)
     assert rates[199] == pytest.approx(1e-4 * 0.6 ** 13, rel=1e-9)
+
+
+def test_resume_refuses_a_run_of_another_shape_before_touching_anything(tiny_fvrid, tmp_path):
+    trainer = Trainer(make_cfg(tiny_fvrid, tmp_path, "STAGE1"), torch.device("cpu"))
+    trainer.record = {"epoch": 1, "metrics": {}}
+    trainer.save("last")
+    other = Trainer(make_cfg(tiny_fvrid, tmp_path, "STAGE1", "VAL.SYN_IDENTITIES", "1"), torch.device("cpu"))
+    before = params(other.model)
+    with pytest.raises(InputError, match=r"trained on 6 identities, the data now gives 5"):
+        other.resume()
+    assert all(torch.equal(before[k], v) for k, v in params(other.model).items())

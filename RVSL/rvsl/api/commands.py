@@ -100,6 +100,8 @@ def _encode(path: Path, bgr: np.ndarray) -> bytes:
 def run_dehaze(cfg: CfgNode, args: argparse.Namespace) -> List[Path]:
     """G_C(E_H(image)) of every image of ``--input``, at its original size, under the same name in ``--output``."""
     paths = image_paths(args.input, "--input")
+    if Path(args.output).resolve() in {Path(p).resolve().parent for p in paths}:
+        raise InputError(f"--output {args.output} holds the input images: the dehazed ones would replace them")
     bad = [p for p in paths if cv2.imread(p, cv2.IMREAD_UNCHANGED) is None]  # decoded in full before any write
     if bad:
         raise InputError(f"image does not decode: {bad[0]}" + (f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""))

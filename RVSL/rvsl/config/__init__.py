@@ -27,7 +27,8 @@ _CHOICES = {
     "TEST.DISTANCE": ("euclidean", "cosine"),
 }
 _POSITIVE = ("SOLVER.MAX_EPOCHS", "DATALOADER.NUM_IDENTITIES", "DATALOADER.NUM_INSTANCES",
-             "DATALOADER.REAL_BATCH_SIZE", "TEST.IMS_PER_BATCH", "SOLVER.MAX_NONFINITE")
+             "DATALOADER.REAL_BATCH_SIZE", "TEST.IMS_PER_BATCH", "SOLVER.MAX_NONFINITE", "SOLVER.LOG_PERIOD",
+             "TEST.VIS_NUM")
 
 
 def best_metric_choices() -> Tuple[str, ...]:
@@ -91,7 +92,7 @@ def _within(key: str, value, low: float, high: float, count: int = 1, ascending:
 
 
 def _check_input(cfg: CfgNode) -> None:
-    """Ranges of the augmentation keys (INPUT.*) and of the synthetic validation split (VAL.*)."""
+    """Ranges of the augmentation keys (INPUT.*), of the warm-up and of the validation splits (VAL.*)."""
     _within("INPUT.FLIP_PROB", cfg.INPUT.FLIP_PROB, 0.0, 1.0)
     _within("INPUT.RESIZE_RANGE", cfg.INPUT.RESIZE_RANGE, 1.0, 4.0, 2, ascending=True)
     _within("INPUT.PADDING", cfg.INPUT.PADDING, 0, min(cfg.INPUT.SIZE_TRAIN))
@@ -99,6 +100,8 @@ def _check_input(cfg: CfgNode) -> None:
     _within("INPUT.ERASE_AREA", cfg.INPUT.ERASE_AREA, 1e-6, 1.0, 2, ascending=True)
     _within("INPUT.ERASE_ASPECT", cfg.INPUT.ERASE_ASPECT, 1e-3, 1.0)
     _within("INPUT.ERASE_FILL", cfg.INPUT.ERASE_FILL, 0.0, 1.0, 3)
+    _within("SOLVER.WARMUP_FACTOR", cfg.SOLVER.WARMUP_FACTOR, 1e-8, 1.0)
+    _within("SOLVER.WARMUP_LENGTH", cfg.SOLVER.WARMUP_LENGTH, 0, float("inf"))
     for key in ("VAL.SYN_IDENTITIES", "VAL.REAL_IMAGES"):
         if _get(cfg, key) < 0:
             raise InputError(f"{key} must be 0 (nothing held out) or a positive count, got {_get(cfg, key)}")
@@ -142,11 +145,16 @@ def load_config(config_file: Optional[str] = None, opts: Sequence[str] = (), sta
     return cfg
 
 
-def config_from_dict(data: dict) -> CfgNode:
-    """Rebuild a frozen config from the plain dict stored in a checkpoint (unknown keys are errors)."""
+def config_from_dict(data: dict, source: str = "checkpoint") -> CfgNode:
+    """Rebuild a frozen config from the plain dict stored in a checkpoint; :class:`InputError` names
+    ``source`` when it does not fit these defaults (for instance, a file written by an older RVSL)."""
     cfg = get_cfg_defaults()
-    cfg.merge_from_other_cfg(CfgNode(data))
-    check_config(cfg)
+    try:
+        cfg.merge_from_other_cfg(CfgNode(data))
+        check_config(cfg)
+    except (KeyError, ValueError, TypeError, AttributeError, AssertionError) as exc:
+        raise InputError(f"{source}: its stored config does not fit this version of RVSL "
+                         f"({_yacs_message(exc)})") from exc
     cfg.freeze()
     return cfg
 

@@ -50,7 +50,8 @@ def _labelled(cfg: CfgNode, key: str) -> List[ImageRecord]:
     return scan_labelled(folder(cfg, key), f"DATASETS.{key}")
 
 
-def _loader(cfg: CfgNode, dataset, **kwargs) -> DataLoader:
+def make_loader(cfg: CfgNode, dataset, **kwargs) -> DataLoader:
+    """A DataLoader with the config's workers, pinned memory on CUDA and single-threaded OpenCV in workers."""
     return DataLoader(dataset, num_workers=cfg.DATALOADER.NUM_WORKERS, pin_memory=torch.cuda.is_available(),
                       worker_init_fn=opencv_single_thread, **kwargs)
 
@@ -135,7 +136,7 @@ def build_train_loaders(cfg: CfgNode) -> TrainLoaders:
     except ValueError as exc:
         kept = f" once VAL.SYN_IDENTITIES = {len({p.pid for p in held})} are held out" if held else ""
         raise InputError(f"DATALOADER.NUM_IDENTITIES: {exc}{kept} ({folder(cfg, 'SYN_TRAIN_CLEAR_PATH')})") from exc
-    syn = _loader(cfg, PairDataset(pairs, size, augment), batch_sampler=sampler)
+    syn = make_loader(cfg, PairDataset(pairs, size, augment), batch_sampler=sampler)
     val_syn = None
     if held:
         query, gallery = query_gallery_split(held)
@@ -151,10 +152,10 @@ def build_train_loaders(cfg: CfgNode) -> TrainLoaders:
             real_sampler = ShuffleBatchSampler(len(paths), cfg.DATALOADER.REAL_BATCH_SIZE, cfg.MODE.SEED)
         except ValueError as exc:
             raise InputError(f"DATALOADER.REAL_BATCH_SIZE: {exc} ({folder(cfg, real_key)})") from exc
-        real = _loader(cfg, UnlabelledDataset(paths, size, augment), batch_sampler=real_sampler)
+        real = make_loader(cfg, UnlabelledDataset(paths, size, augment), batch_sampler=real_sampler)
         rows.append((cfg.DATASETS[real_key], str(len(paths)), "unlabelled", "-"))
         if held_paths:
-            val_real = _loader(cfg, ImageListDataset(held_paths, tuple(cfg.INPUT.SIZE_TEST)),
+            val_real = make_loader(cfg, ImageListDataset(held_paths, tuple(cfg.INPUT.SIZE_TEST)),
                                batch_size=cfg.TEST.IMS_PER_BATCH, shuffle=False)
             rows.append((f"{cfg.DATASETS[real_key]} (held-out)", str(len(held_paths)), "unlabelled", "-"))
     _log_table(rows)
@@ -164,7 +165,7 @@ def build_train_loaders(cfg: CfgNode) -> TrainLoaders:
 def _test_loader(cfg: CfgNode, query: List[ImageRecord], gallery: List[ImageRecord],
                  twins: Optional[List[str]]) -> Tuple[DataLoader, int]:
     dataset = TestDataset(query + gallery, tuple(cfg.INPUT.SIZE_TEST), twins)
-    return _loader(cfg, dataset, batch_size=cfg.TEST.IMS_PER_BATCH, shuffle=False), len(query)
+    return make_loader(cfg, dataset, batch_size=cfg.TEST.IMS_PER_BATCH, shuffle=False), len(query)
 
 
 def _hazy_records(pairs: Sequence[PairRecord]) -> List[ImageRecord]:

@@ -11,10 +11,9 @@ from typing import Dict, Iterable, List, Mapping
 import torch
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
-from torch.utils.data import DataLoader
 
 from ..config import CfgNode, config_to_dict
-from ..data.build import folder
+from ..data.build import folder, make_loader
 from ..data.datasets import ImageListDataset
 from ..data.fvrid import list_images
 from .checkpoint import save_checkpoint
@@ -69,8 +68,10 @@ def run_adabn(cfg: CfgNode, args: argparse.Namespace) -> Dict:
     model, model_cfg, info = load_inference_model(cfg.TEST.WEIGHT, "TEST.WEIGHT", cfg)
     key = "REAL_TRAIN_FOGGY_PATH"
     paths = list_images(folder(cfg, key), f"DATASETS.{key}")
-    loader = DataLoader(ImageListDataset(paths, tuple(model_cfg.INPUT.SIZE_TEST)), batch_size=cfg.TEST.IMS_PER_BATCH,
-                        num_workers=cfg.DATALOADER.NUM_WORKERS)
+    # equal batches, so that every image weighs the same in the averaged statistics (and no batch of one)
+    batch = min(cfg.TEST.IMS_PER_BATCH, len(paths))
+    loader = make_loader(cfg, ImageListDataset(paths, tuple(model_cfg.INPUT.SIZE_TEST)), batch_size=batch,
+                         drop_last=True)
     seen = adapt_batchnorm(model.to(device), loader, "hazy", device)
     path = Path(cfg.OUTPUT_DIR) / "adabn.pth"
     adabn = {"weight": cfg.TEST.WEIGHT, "branch": "hazy", "images": seen, "folder": folder(cfg, key)}

@@ -5,7 +5,9 @@ optimisers, schedulers, grad scalers, replay pools, hooks with state); saving an
 over that mapping. Files are written atomically and read with ``weights_only=True``.
 """
 
+import os
 import random
+import shutil
 from pathlib import Path
 from typing import Any, Dict, Mapping, Optional
 
@@ -34,16 +36,29 @@ class Checkpointer:
         save_checkpoint(payload, path)
         return path
 
-    def resume(self, path: Path, stage: str) -> Dict[str, Any]:
-        """Restore every object and the random states from ``path``; returns the whole payload."""
-        payload = load_checkpoint(str(path), "--resume", stage=stage)
+    def link(self, source: str, name: str) -> Path:
+        """Make ``save_dir/name.pth`` the same file as ``save_dir/source.pth`` (an atomic hard link, else a copy)."""
+        path = self.save_dir / f"{name}.pth"
+        with atomic_path(path) as tmp:
+            tmp.unlink()
+            try:
+                os.link(self.save_dir / f"{source}.pth", tmp)
+            except OSError:  # a file system without hard links: copy instead
+                shutil.copyfile(self.save_dir / f"{source}.pth", tmp)
+        return path
+
+    def restore(self, payload: Dict[str, Any], source: str) -> None:
+        """Restore every object and the random states from a loaded checkpoint ``payload`` (read from ``source``)."""
         missing = [key for key in self.checkpointables if key not in payload]
         if missing:
-            raise InputError(f"--resume: {path} lacks {', '.join(missing)}; it was not written by this trainer")
+            raise InputError(f"--resume: {source} lacks {', '.join(missing)}; it was not written by this trainer")
         for key, obj in self.checkpointables.items():
-            obj.load_state_dict(payload[key])
+            try:
+                obj.load_state_dict(payload[key])
+            except (RuntimeError, ValueError, KeyError) as exc:
+                detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                raise InputError(f"--resume: {source}: {key} does not fit this run ({detail})") from exc
         set_rng_state(payload["rng"])
-        return payload
 
 
 def save_checkpoint(payload: Dict[str, Any], path: Path) -> None:

@@ -41,7 +41,10 @@ def default_argument_parser(description: str, training: bool = True,
 def default_setup(cfg: CfgNode) -> torch.device:
     """Create OUTPUT_DIR, log to console and ``log.txt``, write ``config.yaml``, seed, pick the device."""
     output_dir = Path(cfg.OUTPUT_DIR)
-    output_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"OUTPUT_DIR {output_dir} cannot be made a folder ({exc.strerror})") from exc
     setup_logger(str(output_dir))
     device = resolve_device(cfg.MODEL.DEVICE)
     logger.info("command: %s", " ".join(sys.argv))

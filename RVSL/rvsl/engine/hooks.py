@@ -113,14 +113,20 @@ class HistoryHook(HookBase):
 
 
 class CheckpointHook(HookBase):
-    """Writes ``last.pth`` after every epoch, and ``best.pth`` when the epoch is marked best."""
+    """Writes ``last.pth`` after every epoch, and ``best.pth`` when the epoch is marked best.
+
+    ``best.pth`` is written first and ``last.pth`` is then a hard link to it, so a kill between the two
+    never leaves a ``last.pth`` whose recorded best epoch is missing from ``best.pth``, and the state is
+    serialised once per epoch.
+    """
 
     def after_epoch(self, trainer: Any) -> None:
-        path = trainer.save("last")
         if trainer.record.get("is_best"):
             best = trainer.save("best")
+            trainer.checkpointer.link("best", "last")
             logger.info("best.pth is now epoch %d: %s", trainer.record["epoch"], best)
-        logger.debug("saved %s", path)
+        else:
+            trainer.save("last")
 
 
 class TensorBoardHook(HookBase):

@@ -37,7 +37,7 @@ def build_evaluators(cfg: CfgNode, num_query: int, vis_dir: Optional[Union[str, 
 def run_inference(cfg: CfgNode, args: argparse.Namespace) -> Dict:
     """Evaluate ``TEST.WEIGHT`` on ``TEST.DATA``; the model is built from the checkpoint's own config."""
     device = default_setup(cfg)
-    model, _, payload = load_inference_model(cfg.TEST.WEIGHT, "TEST.WEIGHT", cfg)  # ours or reference format
+    model, _, info = load_inference_model(cfg.TEST.WEIGHT, "TEST.WEIGHT", cfg)  # ours or reference format
     model.to(device)
 
     loader, num_query = build_test_loader(cfg, cfg.TEST.DATA)
@@ -46,8 +46,8 @@ def run_inference(cfg: CfgNode, args: argparse.Namespace) -> Dict:
     metrics = inference_on_dataset(model, loader, build_evaluators(cfg, num_query, vis_dir), device,
                                    amp_dtype(cfg.SOLVER.AMP, device))
     logger.info("%s on %s:\n%s", cfg.TEST.WEIGHT, cfg.TEST.DATA, format_metrics(metrics))
-    result = {"test_set": cfg.TEST.DATA, "weight": cfg.TEST.WEIGHT, "stage": payload["stage"],
-              "epoch": payload["epoch"], "distance": test.DISTANCE, "rerank": test.RERANK, **metrics}
+    result = {"test_set": cfg.TEST.DATA, "weight": cfg.TEST.WEIGHT, "stage": info["stage"],
+              "epoch": info["epoch"], "distance": test.DISTANCE, "rerank": test.RERANK, **metrics}
     write_json(Path(cfg.OUTPUT_DIR) / "metrics.json", result)
     logger.info("metrics written to %s", Path(cfg.OUTPUT_DIR) / "metrics.json")
     return result

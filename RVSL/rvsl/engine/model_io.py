@@ -7,7 +7,8 @@ import torch
 
 from ..config import CfgNode, config_from_dict
 from ..modeling import RVSL, build_model
-from ..modeling.reference import from_reference, is_reference_state, reference_key, strip_module
+from ..modeling.reference import from_reference, is_reference_state, reference_key
+from ..modeling.weights import strip_module
 from ..utils.errors import InputError
 from ..utils.io import safe_load
 from .checkpoint import REQUIRED_KEYS, is_rvsl_checkpoint
@@ -26,7 +27,7 @@ def load_inference_model(path: str, key: str, cfg: CfgNode) -> Tuple[RVSL, CfgNo
     """
     payload = safe_load(path, key)
     if is_rvsl_checkpoint(payload):
-        model_cfg = config_from_dict(payload["config"])
+        model_cfg = config_from_dict(payload["config"], f"{key}: {path}")
         model = build_model(model_cfg, int(payload["num_classes"]))
         _load_exactly(model, payload["model"], f"{key}: {path}", lambda k: k)
         info = {"format": "rvsl", "stage": payload["stage"], "epoch": int(payload["epoch"]),

@@ -23,8 +23,8 @@ from ..modeling import ImagePool, build_discriminators, build_model, load_backbo
 from ..modeling.reference import is_reference_state
 from ..utils.errors import InputError
 from ..utils.io import safe_load
-from ..utils.misc import amp_dtype, to_device
-from .checkpoint import Checkpointer, is_rvsl_checkpoint
+from ..utils.misc import amp_dtype, autocast, to_device
+from .checkpoint import Checkpointer, is_rvsl_checkpoint, load_checkpoint
 from .defaults import default_setup
 from .guard import NonFiniteGuard
 from .hooks import BestMetricHook, CheckpointHook, EvalHook, HistoryHook, TensorBoardHook
@@ -113,18 +113,22 @@ class Trainer:
                                       num_classes=self.loaders.num_classes)
 
     def _check_model_matches(self, payload: Dict, path: str) -> None:
-        saved = config_from_dict(payload["config"]).MODEL
+        saved = config_from_dict(payload["config"], path).MODEL
         if saved.NAME != self.cfg.MODEL.NAME or saved.LAST_STRIDE != self.cfg.MODEL.LAST_STRIDE:
             raise InputError(f"{path} holds a {saved.NAME} model (last stride {saved.LAST_STRIDE}); "
                              f"expected {self.cfg.MODEL.NAME} (last stride {self.cfg.MODEL.LAST_STRIDE})")
 
     def resume(self) -> None:
-        """Restore the full training state from ``OUTPUT_DIR/checkpoint/last.pth``."""
+        """Restore the full training state from ``OUTPUT_DIR/checkpoint/last.pth``, after checking it fits."""
         path = self.checkpointer.save_dir / "last.pth"
         if not path.is_file():
             raise InputError(f"--resume: no checkpoint to resume from at {path}")
-        payload = self.checkpointer.resume(path, self.cfg.MODE.STAGE)
+        payload = load_checkpoint(str(path), "--resume", stage=self.cfg.MODE.STAGE)
         self._check_model_matches(payload, str(path))
+        if payload.get("num_classes") != self.loaders.num_classes:
+            raise InputError(f"--resume: {path} was trained on {payload.get('num_classes')} identities, the data "
+                             f"now gives {self.loaders.num_classes} (changed data or VAL.SYN_IDENTITIES?)")
+        self.checkpointer.restore(payload, str(path))
         self.start_epoch = payload["epoch"]
         logger.info("resumed from %s after epoch %d", path, self.start_epoch)
 
@@ -178,10 +182,9 @@ class Trainer:
         A non-finite model loss skips the whole iteration; a non-finite discriminator loss skips that
         update only. Each update counts its own consecutive failures (see :class:`NonFiniteGuard`).
         """
-        autocast = torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None)
         batch = to_device(batch, self.device)
         self.discriminators.requires_grad_(False)
-        with autocast:
+        with autocast(self.device, self.amp_dtype):
             result = self.step(batch)
         total = sum(result.losses.values())
         if not self.guard.check("model", result.losses, total, where):
@@ -190,7 +193,7 @@ class Trainer:
         step_schedulers(self.schedulers, self.cfg.SOLVER.WARMUP_UNIT, end_of_epoch=False)
 
         self.discriminators.requires_grad_(True)
-        with autocast:
+        with autocast(self.device, self.amp_dtype):
             disc_losses = {f"D_{pair.domain}": discriminator_loss(self.discriminators[pair.domain], pair.real,
                                                                   self.pools[pair.domain].query(pair.generated))
                            for pair in result.adversarial}
@@ -272,8 +275,9 @@ class Trainer:
 def train_stage(cfg: CfgNode, args: argparse.Namespace) -> None:
     """Entry point of the three stage scripts: set up, build the trainer, (resume,) train."""
     last = Path(cfg.OUTPUT_DIR) / "checkpoint" / "last.pth"
-    if last.exists() and not args.resume:  # checked before set-up rewrites config.yaml
-        raise InputError(f"{last} exists: pass --resume to continue that run, or choose another OUTPUT_DIR")
+    if last.exists() != args.resume:  # checked before set-up rewrites config.yaml
+        raise InputError(f"{last} exists: pass --resume to continue that run, or choose another OUTPUT_DIR"
+                         if last.exists() else f"--resume: no checkpoint to resume from at {last}")
     device = default_setup(cfg)
     startup_check(cfg)
     trainer = Trainer(cfg, device)

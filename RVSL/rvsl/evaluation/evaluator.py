@@ -8,7 +8,6 @@ when there is one, the image otherwise; the hazy branch reads the image) plus, o
 asks for them (``needs(batch)``), the generator images named in ``base.IMAGE_OUTPUTS``.
 """
 
-import contextlib
 import logging
 import time
 from pathlib import Path
@@ -19,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from ..utils.misc import autocast
 from .base import DatasetEvaluator
 from .distance import METRICS, compute_distance
 from .rank import evaluate_features, evaluate_rank
@@ -200,15 +200,13 @@ def inference_on_dataset(
     train/eval mode is restored after. Two evaluators returning the same key raise ValueError.
     """
     device = torch.device(device)
-    use_amp = amp_dtype is not None and device.type == "cuda"
-    autocast = torch.autocast(device.type, dtype=amp_dtype) if use_amp else contextlib.nullcontext()
     for evaluator in evaluators:
         evaluator.reset()
     was_training = model.training
     model.eval()
     start, num_images = time.perf_counter(), 0
     try:
-        with torch.no_grad(), autocast:
+        with torch.no_grad(), autocast(device, amp_dtype):
             for batch in tqdm(loader, desc="evaluation", unit="batch", dynamic_ncols=True, leave=False, disable=None):
                 needs = frozenset().union(*(ev.needs(batch) for ev in evaluators))
                 outputs = run_model(model, batch, device, needs)

@@ -14,12 +14,12 @@ All three are "higher is better" and read no label. Whether any of them tracks t
 is measured, not assumed (``benchmarks/adaptation.py``).
 """
 
-import contextlib
 from typing import Dict, Iterable, Mapping, Optional
 
 import torch
 import torch.nn.functional as F
 
+from ..utils.misc import autocast
 from .quality import psnr
 
 OTHER = {"clear": "hazy", "hazy": "clear"}
@@ -49,13 +49,11 @@ def real_proxies(model: torch.nn.Module, loader: Iterable[Mapping], domain: str,
     """``cycle_psnr``, ``agreement`` and ``knn_overlap`` of the real images of ``loader`` (batches with "img")."""
     other = OTHER[domain]
     render = {"clear": model.render_clear, "hazy": model.render_hazy}
-    autocast = (torch.autocast(device.type, dtype=amp_dtype) if amp_dtype is not None and device.type == "cuda"
-                else contextlib.nullcontext())
     was_training = model.training
     model.eval()
     own, translated_feats, psnrs = [], [], []
     try:
-        with autocast:
+        with autocast(device, amp_dtype):
             for batch in loader:
                 x = batch["img"].to(device, non_blocking=True)
                 f1, r1 = model.encode(x, domain)

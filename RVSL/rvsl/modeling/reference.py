@@ -13,6 +13,7 @@ from typing import Any, Dict, Mapping, Tuple
 import torch
 
 from ..utils.errors import InputError
+from .weights import strip_module
 
 # Reference prefix -> our prefix, for the parts whose inner names are the same.
 _PLAIN = {"Ec.": "enc_clear.", "Ef.": "enc_hazy.", "Dreid.": "reid.", "bottleneck.": "reid.bnneck."}
@@ -22,11 +23,6 @@ _GEN_BLOCKS = {"DC1.double_conv.": "block1.", "DC2.double_conv.": "block2.", "DC
 CLASSIFIER_NAMES = ("classifier", "syn_classifier")
 REFERENCE_PREFIXES = tuple(_PLAIN) + tuple(_GENERATORS) + tuple(f"{c}." for c in CLASSIFIER_NAMES)
 _SKIP_CONV = "block2.0.weight"  # the convolution reading cat[x, F1] (ours) / cat[F1, x] (reference)
-
-
-def strip_module(state: Mapping[str, Any]) -> Dict[str, Any]:
-    """``state`` without the ``module.`` prefix that ``nn.DataParallel`` adds to every key."""
-    return {(k[len("module."):] if k.startswith("module.") else k): v for k, v in state.items()}
 
 
 def is_reference_state(obj: Any) -> bool:

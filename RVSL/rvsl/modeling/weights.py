@@ -38,6 +38,11 @@ def load_matching_state(module: nn.Module, state: Mapping[str, torch.Tensor]) ->
     return list(matched), skipped
 
 
+def strip_module(state: Mapping[str, Any]) -> Dict[str, Any]:
+    """``state`` without the ``module.`` prefix that ``nn.DataParallel`` adds to every key."""
+    return {(k[len("module."):] if k.startswith("module.") else k): v for k, v in state.items()}
+
+
 def backbone_state(payload: Any, source: str) -> Dict[str, torch.Tensor]:
     """The tensors of a loaded state dict, unwrapped from {"state_dict": ...} and stripped of "module."."""
     state = payload
@@ -45,11 +50,7 @@ def backbone_state(payload: Any, source: str) -> Dict[str, torch.Tensor]:
         state = state["state_dict"]
     if not isinstance(state, dict) or not any(isinstance(v, torch.Tensor) for v in state.values()):
         raise InputError(f"MODEL.PRETRAIN_PATH: '{source}' does not hold a state dict of tensors")
-    return {
-        (key[len("module."):] if key.startswith("module.") else key): value
-        for key, value in state.items()
-        if isinstance(value, torch.Tensor)
-    }
+    return {key: value for key, value in strip_module(state).items() if isinstance(value, torch.Tensor)}
 
 
 def load_backbone_weights(model: nn.Module, payload: Any, source: str) -> None:

@@ -47,6 +47,12 @@ def amp_dtype(amp: str, device: torch.device) -> Optional[torch.dtype]:
     return AMP_DTYPES.get(amp) if device.type == "cuda" else None
 
 
+def autocast(device: torch.device, dtype: Optional[torch.dtype]) -> torch.autocast:
+    """Mixed precision with ``dtype`` on CUDA; a disabled context on other devices or when ``dtype`` is None."""
+    enabled = dtype is not None and device.type == "cuda"
+    return torch.autocast(device.type, dtype=dtype if enabled else None, enabled=enabled)
+
+
 def to_device(batch: Any, device: torch.device) -> Any:
     """Move every tensor of a (nested) batch dict to ``device``."""
     if isinstance(batch, dict):
