@@ -1,27 +1,27 @@
-"""The one image writer of the dataset tools: deterministic encoding, then an atomic write."""
+"""The dataset tools' image settings over the library's one image writer (``rvsl.utils.io``)."""
 
 from pathlib import Path
-from typing import Union
+from typing import List, Union
 
 import cv2
 import numpy as np
 
-from rvsl.utils.errors import InputError
+from rvsl.utils.io import encode_image as encode
 from rvsl.utils.io import write_bytes_atomic
 
 JPEG_QUALITY = 95
 PNG_COMPRESSION = 3
 
 
+def _params(ext: str, quality: int) -> List[int]:
+    """OpenCV encoder settings of the tools: JPEG at ``quality``, PNG at a fixed compression."""
+    return {".jpg": [cv2.IMWRITE_JPEG_QUALITY, int(quality)], ".jpeg": [cv2.IMWRITE_JPEG_QUALITY, int(quality)],
+            ".png": [cv2.IMWRITE_PNG_COMPRESSION, PNG_COMPRESSION]}.get(ext.lower(), [])
+
+
 def encode_image(image_bgr: np.ndarray, ext: str = ".jpg", quality: int = JPEG_QUALITY) -> bytes:
     """Encode a uint8 BGR image by extension (``.jpg``/``.jpeg`` at ``quality``, ``.png``); same pixels, same bytes."""
-    ext = ext.lower()
-    params = {".jpg": [cv2.IMWRITE_JPEG_QUALITY, int(quality)], ".jpeg": [cv2.IMWRITE_JPEG_QUALITY, int(quality)],
-              ".png": [cv2.IMWRITE_PNG_COMPRESSION, PNG_COMPRESSION]}.get(ext, [])
-    ok, buf = cv2.imencode(ext, image_bgr, params)
-    if not ok:
-        raise InputError(f"cannot encode an image as '{ext}'")
-    return buf.tobytes()
+    return encode(image_bgr, ext, _params(ext, quality))
 
 
 def rgb_to_bgr8(image: np.ndarray) -> np.ndarray:

@@ -17,7 +17,7 @@ import torch
 from ..config import CfgNode
 from ..evaluation.visualize import _to_bgr
 from ..utils.errors import InputError
-from ..utils.io import atomic_path, write_bytes_atomic
+from ..utils.io import atomic_path, write_bytes_atomic, write_image
 from .predictor import Predictor, image_paths
 
 logger = logging.getLogger(__name__)
@@ -89,14 +89,6 @@ def run_extract(cfg: CfgNode, args: argparse.Namespace) -> Dict[str, np.ndarray]
     return features
 
 
-def _encode(path: Path, bgr: np.ndarray) -> bytes:
-    """An image encoded in the format its file name asks for (JPEG if cv2 does not know the extension)."""
-    ok, data = cv2.imencode(path.suffix.lower() if path.suffix else ".png", bgr)
-    if not ok:
-        ok, data = cv2.imencode(".jpg", bgr)
-    return data.tobytes()
-
-
 def run_dehaze(cfg: CfgNode, args: argparse.Namespace) -> List[Path]:
     """G_C(E_H(image)) of every image of ``--input``, at its original size, under the same name in ``--output``."""
     paths = image_paths(args.input, "--input")
@@ -118,13 +110,13 @@ def run_dehaze(cfg: CfgNode, args: argparse.Namespace) -> List[Path]:
             height, width = original.shape[:2]
             restored = cv2.resize(image, (width, height), interpolation=cv2.INTER_LINEAR)
             target = out / Path(path).name
-            write_bytes_atomic(target, _encode(target, restored))
+            write_image(target, restored)
             written.append(target)
             if args.sheet and len(sheet_rows) < SHEET_ROWS:
                 sheet_rows.append(np.concatenate([cv2.resize(original, image.shape[1::-1]), image], axis=1))
     logger.info("%d dehazed images written to %s", len(written), out)
     if args.sheet:
         sheet = Path(args.sheet)
-        write_bytes_atomic(sheet, _encode(sheet, np.concatenate(sheet_rows, axis=0)))
+        write_image(sheet, np.concatenate(sheet_rows, axis=0))
         logger.info("side-by-side sheet (input | dehazed) written to %s", sheet)
     return written

@@ -11,14 +11,13 @@ import logging
 from pathlib import Path
 from typing import List, Optional, Tuple
 
-import cv2
 import numpy as np
 import torch
 
 from ..config import CfgNode
 from ..evaluation.visualize import CELL, GAP, QUERY_COLOUR, _thumbnail
 from ..utils.errors import InputError
-from ..utils.io import write_bytes_atomic
+from ..utils.io import write_bytes_atomic, write_image
 from .commands import FEATURE_NAMES, build_predictor, output_folder, weight_argument
 from .predictor import Predictor, image_paths
 
@@ -104,15 +103,14 @@ def results_csv(q_names: List[str], g_names: List[str], dist: np.ndarray, idx: n
     return buffer.getvalue().encode("utf-8")
 
 
-def rank_list_picture(query: Path, gallery: List[Path]) -> bytes:
-    """The query (blue border) then its results (grey borders), left to right, as one JPEG row."""
+def rank_list_picture(query: Path, gallery: List[Path]) -> np.ndarray:
+    """The query (blue border) then its results (grey borders), left to right, as one BGR row."""
     row = np.full((CELL, CELL + GAP + len(gallery) * CELL, 3), 255, np.uint8)
     row[:, :CELL] = _thumbnail(str(query), QUERY_COLOUR)
     for k, path in enumerate(gallery):
         x = CELL + GAP + k * CELL
         row[:, x:x + CELL] = _thumbnail(str(path), RESULT_COLOUR)
-    ok, data = cv2.imencode(".jpg", row)
-    return data.tobytes() if ok else b""
+    return row
 
 
 def run_search(cfg: CfgNode, args: argparse.Namespace) -> Tuple[np.ndarray, np.ndarray]:
@@ -138,7 +136,7 @@ def run_search(cfg: CfgNode, args: argparse.Namespace) -> Tuple[np.ndarray, np.n
     else:
         for qi, name in enumerate(q_names):
             picture = rank_list_picture(q_folder / name, [g_folder / g_names[j] for j in idx[qi]])
-            write_bytes_atomic(out / "ranklists" / f"{name}.jpg", picture)
+            write_image(out / "ranklists" / f"{name}.jpg", picture)
     logger.info("%d queries x %d gallery images (%s features, %s search): top-%d in %s", len(q_names),
                 len(g_names), args.feature, args.index, k, out / "results.csv")
     return dist, idx

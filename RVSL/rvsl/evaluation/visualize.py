@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import torch
 
-from ..utils.io import write_bytes_atomic
+from ..utils.io import write_image
 from .base import DatasetEvaluator
 
 if TYPE_CHECKING:  # the ReID evaluator module imports this one
@@ -32,16 +32,6 @@ def _thumbnail(path: str, colour: tuple) -> np.ndarray:
         img = np.full((CELL, CELL, 3), 128, dtype=np.uint8)
     img = cv2.resize(img, (CELL - 2 * BORDER, CELL - 2 * BORDER), interpolation=cv2.INTER_AREA)
     return cv2.copyMakeBorder(img, BORDER, BORDER, BORDER, BORDER, cv2.BORDER_CONSTANT, value=colour)
-
-
-def _write(out_file: Union[str, Path], canvas: np.ndarray) -> Path:
-    """Write a BGR uint8 image atomically in the format of its suffix; OSError if cv2 cannot encode it."""
-    out = Path(out_file)
-    ok, encoded = cv2.imencode(out.suffix or ".png", canvas)
-    if not ok:
-        raise OSError(f"could not encode {out}")
-    write_bytes_atomic(out, encoded.tobytes())
-    return out
 
 
 def save_rank_list(
@@ -81,7 +71,7 @@ def save_rank_list(
         rows.append(row)
     if not rows:
         raise ValueError("save_rank_list needs at least one query row")
-    return _write(out_file, np.concatenate(rows, axis=0))
+    return write_image(out_file, np.concatenate(rows, axis=0))
 
 
 def _to_bgr(images: torch.Tensor) -> np.ndarray:
@@ -101,7 +91,7 @@ def save_triplets(
         raise ValueError("save_triplets needs at least one image")
     cols = [_to_bgr(t) for t in (inputs, dehazed, rehazed)]
     rows = [np.concatenate([c[b] for c in cols], axis=1) for b in range(inputs.shape[0])]
-    return _write(out_file, np.concatenate(rows, axis=0))
+    return write_image(out_file, np.concatenate(rows, axis=0))
 
 
 class PictureEvaluator(DatasetEvaluator):

@@ -1,4 +1,4 @@
-"""File I/O: atomic writes, and the one safe loader of checkpoint files.
+"""File I/O: atomic writes (bytes, JSON, images), and the one safe loader of checkpoint files.
 
 Writes go to a hidden temporary file beside the target, renamed into place once complete: a reader (or a resumed run) therefore sees either the previous file or the finished new one, never
 half of one. Temporary names start with "." and end with :data:`TMP_SUFFIX`, so dataset scanners
@@ -11,8 +11,10 @@ import os
 import pickle
 import uuid
 from pathlib import Path
-from typing import Any, Iterator, Union
+from typing import Any, Iterator, Sequence, Union
 
+import cv2
+import numpy as np
 import torch
 
 from .errors import InputError
@@ -48,6 +50,25 @@ def write_bytes_atomic(path: PathLike, data: bytes, durable: bool = False) -> No
     """Write ``data`` to ``path`` atomically."""
     with atomic_path(path, durable) as tmp:
         tmp.write_bytes(data)
+
+
+def encode_image(image_bgr: np.ndarray, ext: str, params: Sequence[int] = ()) -> bytes:
+    """A uint8 BGR image encoded as ``ext`` (".jpg", ".png", ...) with OpenCV ``params``; same pixels, same bytes."""
+    ok, buffer = cv2.imencode(ext.lower(), image_bgr, list(params))
+    if not ok:
+        raise InputError(f"cannot encode an image as '{ext}'")
+    return buffer.tobytes()
+
+
+def write_image(path: PathLike, image_bgr: np.ndarray, params: Sequence[int] = ()) -> Path:
+    """Write a uint8 BGR image atomically, encoded by the suffix of ``path`` (PNG when it has none)."""
+    path = Path(path)
+    try:
+        data = encode_image(image_bgr, path.suffix or ".png", params)
+    except InputError as exc:
+        raise InputError(f"{path}: {exc}") from exc
+    write_bytes_atomic(path, data)
+    return path
 
 
 def write_json(path: PathLike, data: Any) -> None:
