@@ -20,7 +20,6 @@ from ..utils.misc import resolve_device
 logger = logging.getLogger(__name__)
 
 Images = Union[str, Path, np.ndarray, torch.Tensor, Sequence[Union[str, Path, np.ndarray, torch.Tensor]]]
-BRANCHES = ("clear", "hazy")
 
 
 def image_paths(source: Union[str, Path], key: str = "") -> List[str]:

@@ -12,11 +12,15 @@ from typing import Callable, Dict, List, NamedTuple, Tuple
 from torch import Tensor, nn
 
 from ..config import CfgNode
+from ..data import layout
 from ..losses import (consistency_loss, cr_loss, dcp_loss, lsgan_loss, midc_loss, reid_loss, translation_loss,
                       tv_loss)
+from ..modeling.rvsl_model import OTHER
 
 Losses = Dict[str, Tensor]
-OTHER = {"clear": "hazy", "hazy": "clear"}
+# The image domain (the branch that reads them) of each unsupervised stage's real images, from the layout.
+REAL_DOMAIN = {stage: layout.find(domain, "train").condition
+               for stage, domain in layout.STAGE_REAL_DOMAIN.items() if domain}
 
 
 class AdversarialPair(NamedTuple):
@@ -130,13 +134,14 @@ def build_step(cfg: CfgNode, model: nn.Module, discriminators: nn.Module) -> Sta
     w = cfg.LOSS
     if cfg.MODE.STAGE == "STAGE1":
         return SupervisedStep(model, discriminators, cfg)
+    domain = REAL_DOMAIN[cfg.MODE.STAGE]
     if cfg.MODE.STAGE == "STAGE2":
         # Priors on the rendered hazy image h' of a real clear image x.
         def prior(clear: Tensor, hazy: Tensor) -> Tensor:
             return w.MIDC * midc_loss(clear, hazy) + w.CR_STAGE2 * cr_loss(clear, hazy)
-        return UnsupervisedStep(model, discriminators, cfg, "clear", prior)
+        return UnsupervisedStep(model, discriminators, cfg, domain, prior)
 
     # STAGE3: priors on the dehazed image c' of a real hazy image x.
     def prior(clear: Tensor, hazy: Tensor) -> Tensor:
         return w.DCP * dcp_loss(clear, w.DCP_PATCH) + w.TV * tv_loss(clear) + w.CR_STAGE3 * cr_loss(clear, hazy)
-    return UnsupervisedStep(model, discriminators, cfg, "hazy", prior)
+    return UnsupervisedStep(model, discriminators, cfg, domain, prior)

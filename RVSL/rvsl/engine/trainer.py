@@ -14,12 +14,11 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from ..config import CfgNode, config_from_dict, config_to_dict
-from ..data import layout
 from ..data.build import STAGE_TEST_SET, build_test_loader, build_train_loaders, test_set_available
 from ..data.check import startup_check
 from ..evaluation import inference_on_dataset, real_proxies
 from ..losses import discriminator_loss
-from ..modeling import ImagePool, build_discriminators, build_model, load_backbone_weights, load_matching_state
+from ..modeling import DOMAINS, ImagePool, build_discriminators, build_model, load_backbone_weights, load_matching_state
 from ..modeling.reference import is_reference_state
 from ..utils.errors import InputError
 from ..utils.io import safe_load
@@ -32,15 +31,11 @@ from .inference import build_evaluators
 from .model_io import load_reference_weights
 from .report import format_metrics
 from .solver import build_lr_schedulers, build_optimizers, step_schedulers
-from .stages import build_step
+from .stages import REAL_DOMAIN, build_step
 from .tensorboard import TensorBoardWriter
 
 logger = logging.getLogger(__name__)
 
-DOMAINS = ("clear", "hazy")
-# The image domain (the branch that reads them) of each unsupervised stage's real images.
-REAL_DOMAIN = {stage: layout.find(domain, "train").condition
-               for stage, domain in layout.STAGE_REAL_DOMAIN.items() if domain}
 
 
 class Trainer:

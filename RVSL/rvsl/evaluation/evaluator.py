@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from ..modeling.rvsl_model import DOMAINS as BRANCHES
 from ..utils.misc import autocast
 from .base import DatasetEvaluator
 from .distance import METRICS, compute_distance
@@ -27,7 +28,6 @@ from .visualize import save_rank_list
 
 logger = logging.getLogger(__name__)
 
-BRANCHES = ("clear", "hazy")
 RANKS = (1, 5, 10)
 class RerankParams(NamedTuple):
     """k-reciprocal re-ranking parameters (Zhong et al., CVPR 2017; the paper's defaults)."""

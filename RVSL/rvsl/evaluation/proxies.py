@@ -19,10 +19,10 @@ from typing import Dict, Iterable, Mapping, Optional
 import torch
 import torch.nn.functional as F
 
+from ..modeling.rvsl_model import OTHER
 from ..utils.misc import autocast
 from .quality import psnr
 
-OTHER = {"clear": "hazy", "hazy": "clear"}
 
 
 def knn_overlap(a: torch.Tensor, b: torch.Tensor, k: int) -> float:

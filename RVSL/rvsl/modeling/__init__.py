@@ -5,10 +5,12 @@ from .discriminator import DomainDiscriminators, PatchDiscriminator
 from .generator import DoubleConv, Generator
 from .pool import ImagePool
 from .resnet_ibn_a import IBN, resnet50_ibn_a, resnet101_ibn_a
-from .rvsl_model import RVSL, Encoder, ReIDHead, ReIDOutput, build_discriminators, build_model
+from .rvsl_model import DOMAINS, OTHER, RVSL, Encoder, ReIDHead, ReIDOutput, build_discriminators, build_model
 from .weights import backbone_state, load_backbone_weights, load_matching_state
 
 __all__ = [
+    "DOMAINS",
+    "OTHER",
     "BACKBONE_NAMES",
     "DomainDiscriminators",
     "DoubleConv",

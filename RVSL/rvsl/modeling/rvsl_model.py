@@ -17,6 +17,8 @@ from .generator import Generator
 logger = logging.getLogger(__name__)
 
 DOMAINS = ("clear", "hazy")
+# The other image domain: where a translator takes an image of a domain.
+OTHER = {"clear": "hazy", "hazy": "clear"}
 
 
 class ReIDOutput(NamedTuple):
