@@ -101,7 +101,7 @@ def test_train_loaders_stage1(tiny_fvrid):
     assert loaders.real is None and loaders.num_classes == 6
     batch = next(iter(loaders.syn))
     assert batch["clear"].shape == batch["hazy"].shape == (6, 3, 32, 32)
-    assert 0 <= batch["clear"].min() and batch["clear"].max() <= 1
+    assert batch["clear"].dtype == torch.uint8 and batch["clear"].max() > 1  # 8-bit values, scaled on the device
     assert Counter(batch["pid"].tolist()) == Counter({p: 2 for p in set(batch["pid"].tolist())})
     assert len(set(batch["pid"].tolist())) == 3
 
@@ -197,8 +197,9 @@ def test_augmentation_changes_the_batch(tiny_fvrid):
     assert torch.equal(augmented["pid"], plain["pid"])  # same sampler draw, so the same pairs
     changed = [not torch.equal(a, b) for a, b in zip(augmented["clear"], plain["clear"])]
     assert sum(changed) >= len(changed) - 1
-    first = loaders.syn.dataset.items[next(iter(loaders.syn.batch_sampler))[0]]
-    assert torch.equal(plain["clear"][0], read_image(first.clear, (32, 32)))
+    first = loaders.syn.dataset.items[next(iter(loaders.syn.batch_sampler))[0][0]]  # (index, augmentation seed)
+    assert plain["clear"].dtype == torch.uint8  # batches travel as uint8, scaled to [0, 1] on the device
+    assert torch.equal(plain["clear"][0].float() / 255, read_image(first.clear, (32, 32)))
 
 
 def test_twins_get_the_same_geometry_and_erasing():
@@ -354,3 +355,22 @@ def test_real_images_held_out_unlabelled(tiny_fvrid, tmp_path, monkeypatch):
     assert torch.equal(batch["img"][0], read_image(batch["path"][0], (32, 32)))
     with pytest.raises(InputError, match=r"VAL.REAL_IMAGES is 24 but .*train_foggy has only 24 images"):
         build_train_loaders(tiny_cfg(root, "MODE.STAGE", "STAGE3", "VAL.REAL_IMAGES", "24"))
+
+
+@pytest.mark.parametrize("stage, loader", [("STAGE1", "syn"), ("STAGE3", "real")])
+def test_augmentation_does_not_depend_on_workers(tiny_fvrid, stage, loader):
+    """Each item's augmentation is drawn from (seed, epoch, batch): persistent workers, their number and a
+    resumed run see the same images as a single-process loader."""
+    epochs = []
+    for workers in ("0", "2"):
+        loaders = build_train_loaders(tiny_cfg(tiny_fvrid, "DATALOADER.NUM_WORKERS", workers, "MODE.STAGE", stage))
+        chosen = getattr(loaders, loader)
+        assert chosen.persistent_workers == (workers == "2")
+        batches = []
+        for epoch in (0, 1):
+            chosen.batch_sampler.set_epoch(epoch)
+            batches.append([b["clear" if loader == "syn" else "img"] for b in chosen])
+        epochs.append(batches)
+    for single, parallel in zip(*epochs):
+        assert all(torch.equal(a, b) for a, b in zip(single, parallel))
+    assert not torch.equal(epochs[0][0][0], epochs[0][1][0])  # another epoch, other draws

@@ -17,6 +17,7 @@ from rvsl.engine.trainer import Trainer
 from rvsl.losses import dcp_loss
 from rvsl.utils.errors import InputError
 from rvsl.utils.io import safe_load
+from rvsl.utils.misc import to_device
 
 
 def make_cfg(root: Path, out: Path, stage: str = "STAGE1", *opts):
@@ -38,7 +39,7 @@ def test_one_iteration_of_each_stage_changes_the_weights(tiny_fvrid, tmp_path, s
     trainer = Trainer(make_cfg(tiny_fvrid, tmp_path, stage), torch.device("cpu"))
     before, disc_before = params(trainer.model), params(trainer.discriminators)
     batch = next(trainer._batches(0))
-    values, disc_values = trainer.train_iteration(batch)
+    values, disc_values = trainer.train_iteration([batch])
     expected = {"STAGE1": ({"reid_clear", "reid_hazy", "trans_clear", "trans_hazy", "ec", "adv_clear", "adv_hazy"},
                            {"D_clear", "D_hazy"}),
                 "STAGE2": ({"aux_reid_clear", "aux_reid_hazy", "aux_trans_clear", "aux_trans_hazy", "aux_ec",
@@ -46,7 +47,7 @@ def test_one_iteration_of_each_stage_changes_the_weights(tiny_fvrid, tmp_path, s
                 "STAGE3": ({"aux_reid_clear", "aux_reid_hazy", "aux_trans_clear", "aux_trans_hazy", "aux_ec",
                             "real_ec", "real_prior", "real_cycle", "real_adv_clear"}, {"D_clear"})}[stage]
     assert (set(values), set(disc_values)) == expected
-    assert all(torch.isfinite(torch.tensor(v)) for v in {**values, **disc_values}.values())
+    assert all(torch.isfinite(v) and v.dim() == 0 for v in {**values, **disc_values}.values())
     after = params(trainer.model)
     for prefix in ("enc_clear", "enc_hazy", "reid.layer4", "gen_clear", "gen_hazy"):
         assert any(not torch.equal(before[k], after[k]) for k in before if k.startswith(prefix)), prefix
@@ -57,7 +58,8 @@ def test_real_batch_carries_no_identity(tiny_fvrid, tmp_path):
     """Defect 1: stage 2/3 real batches hold images only, and the step needs nothing else."""
     trainer = Trainer(make_cfg(tiny_fvrid, tmp_path, "STAGE3"), torch.device("cpu"))
     batch = next(trainer._batches(0))
-    assert set(batch["real"]) == {"img"}
+    assert set(batch["real"]) == {"img"} and batch["real"]["img"].dtype == torch.uint8
+    batch = to_device(batch, torch.device("cpu"))
     assert isinstance(trainer.step, UnsupervisedStep)
     trainer.step(batch)  # would raise KeyError if it looked for labels
 
@@ -67,7 +69,7 @@ def test_adversarial_term_judges_what_the_discriminator_learns(tiny_fvrid, tmp_p
     """Defect 3: the generator fools the discriminator on exactly the image kind that it trains on."""
     trainer = Trainer(make_cfg(tiny_fvrid, tmp_path, stage), torch.device("cpu"))
     trainer.model.eval()  # deterministic BN so the image can be recomputed
-    batch = next(trainer._batches(0))
+    batch = to_device(next(trainer._batches(0)), torch.device("cpu"))
     [(judged_domain, real, generated)] = trainer.step(batch).adversarial
     assert judged_domain == domain
     with torch.no_grad():
@@ -79,7 +81,7 @@ def test_adversarial_term_judges_what_the_discriminator_learns(tiny_fvrid, tmp_p
 
 def test_stage1_judges_both_rendered_kinds(tiny_fvrid, tmp_path):
     trainer = Trainer(make_cfg(tiny_fvrid, tmp_path, "STAGE1"), torch.device("cpu"))
-    batch = next(trainer._batches(0))
+    batch = to_device(next(trainer._batches(0)), torch.device("cpu"))
     assert isinstance(trainer.step, SupervisedStep)
     result = trainer.step(batch)
     assert [(d, torch.equal(real, batch[d])) for d, real, _ in result.adversarial] == [("clear", True), ("hazy", True)]
@@ -102,8 +104,8 @@ def test_stage3_prior_lowers_the_dark_channel_of_the_dehazed_image(tiny_fvrid, t
 
 def test_nonfinite_losses_are_skipped_then_stop_the_run(tiny_fvrid, tmp_path, caplog):
     trainer = Trainer(make_cfg(tiny_fvrid, tmp_path, "STAGE1", "SOLVER.MAX_NONFINITE", "2"), torch.device("cpu"))
-    batch = next(trainer._batches(0))
-    batch["clear"][:] = float("nan")
+    batch = [to_device(next(trainer._batches(0)), torch.device("cpu"))]  # float images, which can hold a NaN
+    batch[0]["clear"][:] = float("nan")
     before = params(trainer.model)
     with caplog.at_level(logging.WARNING):
         assert trainer.train_iteration(batch, "it 1") == ({}, {})
@@ -122,17 +124,17 @@ def test_nonfinite_discriminator_alone_stops_the_run(tiny_fvrid, tmp_path, monke
     disc_before = params(trainer.discriminators)
     batches = trainer._batches(0)
     for i in range(2):
-        values, disc_values = trainer.train_iteration(next(batches), f"it {i}")
+        values, disc_values = trainer.train_iteration([next(batches)], f"it {i}")
         assert values and disc_values == {}
     assert all(torch.equal(disc_before[k], v) for k, v in params(trainer.discriminators).items())
     with pytest.raises(TrainingStopped, match="3 consecutive non-finite disc losses"):
-        trainer.train_iteration(next(batches), "it 3")
+        trainer.train_iteration([next(batches)], "it 3")
     assert trainer.guard.total == {"model": 0, "disc": 3}
 
 
 def test_checkpoint_round_trip_with_weights_only(tiny_fvrid, tmp_path):
     trainer = Trainer(make_cfg(tiny_fvrid, tmp_path, "STAGE1"), torch.device("cpu"))
-    trainer.train_iteration(next(trainer._batches(0)))
+    trainer.train_iteration([next(trainer._batches(0))])
     trainer.record = {"epoch": 1, "metrics": {"syn_val": {"fusion": {"mAP": 0.5}}}}
     trainer.save("last")
     payload = torch.load(tmp_path / "checkpoint" / "last.pth", map_location="cpu", weights_only=True)
@@ -222,7 +224,7 @@ def test_not_a_checkpoint_and_wrong_stage_are_named(tmp_path):
 def lr_per_epoch(cfg, epochs):
     """The model optimiser's rate during each epoch, stepping the schedulers as the trainer does (5 iterations an epoch)."""
     weight = torch.nn.Parameter(torch.zeros(1))
-    optimizers = build_optimizers(cfg, torch.nn.Linear(1, 1), torch.nn.Linear(1, 1))
+    optimizers = build_optimizers(cfg, torch.nn.Linear(1, 1), torch.nn.Linear(1, 1), torch.device("cpu"))
     optimizers["model"].param_groups[0]["params"] = [weight]
     schedulers = build_lr_schedulers(cfg, optimizers)
     rates = []

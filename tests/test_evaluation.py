@@ -27,7 +27,6 @@ from rvsl.evaluation import (
 )
 from rvsl.evaluation import rerank as rerank_module  # its memory budget is patched in a test
 
-cuda_only = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 
 
 # ----------------------------------------------------------------------------- plain references
@@ -525,7 +524,8 @@ def test_save_rank_list_and_triplets(tmp_path):
 
 # ----------------------------------------------------------------------------- CUDA
 
-@cuda_only
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_matches_cpu():
     qf, gf, *ids = make_features(seed=5)
     cpu = evaluate_features(qf, gf, *ids)

@@ -21,14 +21,14 @@ _CHOICES = {
     "MODE.STAGE": STAGES,
     "MODEL.NAME": MODEL_NAMES,
     "MODEL.LAST_STRIDE": (1, 2),
-    "SOLVER.AMP": ("off", "bf16", "fp16"),
+    "SOLVER.AMP": ("auto", "off", "bf16", "fp16"),
     "SOLVER.WARMUP_UNIT": ("iteration", "epoch"),
     "TEST.DATA": TEST_SETS,
     "TEST.DISTANCE": ("euclidean", "cosine"),
 }
 _POSITIVE = ("SOLVER.MAX_EPOCHS", "DATALOADER.NUM_IDENTITIES", "DATALOADER.NUM_INSTANCES",
-             "DATALOADER.REAL_BATCH_SIZE", "TEST.IMS_PER_BATCH", "SOLVER.MAX_NONFINITE", "SOLVER.LOG_PERIOD",
-             "TEST.VIS_NUM")
+             "DATALOADER.REAL_BATCH_SIZE", "DATALOADER.PREFETCH", "TEST.IMS_PER_BATCH", "SOLVER.LOG_PERIOD",
+             "SOLVER.ACCUM_STEPS", "TEST.VIS_NUM")
 
 
 def best_metric_choices() -> Tuple[str, ...]:
@@ -70,6 +70,8 @@ def check_config(cfg: CfgNode) -> None:
     for key in _POSITIVE:
         if _get(cfg, key) <= 0:
             raise InputError(f"{key} must be positive, got {_get(cfg, key)}")
+    if cfg.SOLVER.MAX_NONFINITE < 0:
+        raise InputError(f"SOLVER.MAX_NONFINITE must be 0 (no check) or positive, got {cfg.SOLVER.MAX_NONFINITE}")
     if cfg.SOLVER.BEST_METRIC not in best_metric_choices():
         raise InputError(f"SOLVER.BEST_METRIC is {cfg.SOLVER.BEST_METRIC!r}; expected last, "
                          "syn_val/BRANCH/METRIC, test_labels/BRANCH/METRIC (BRANCH clear, hazy or fusion; "

@@ -44,6 +44,13 @@ _C.MODEL.GEN_CHANNELS = 64
 _C.MODEL.DISC_CHANNELS = 64
 # Capacity of each discriminator's replay buffer of generated images.
 _C.MODEL.POOL_SIZE = 50
+# Store the convolutional networks' weights and activations channels-last (NHWC), which tensor-core
+# convolutions read fastest on CUDA. Numerically the same model; ignored on the CPU.
+_C.MODEL.CHANNELS_LAST = True
+# Recompute the ResNet stages' activations in the backward pass instead of storing them
+# (torch.utils.checkpoint): less GPU memory for about a third more backbone compute. BatchNorm running
+# statistics see each batch twice (once more in the recomputation).
+_C.MODEL.ACTIVATION_CHECKPOINT = False
 
 # ---------------------------------------------------------------------------- #
 # Input pipeline. Images are RGB in [0, 1]; the model normalises internally.
@@ -89,8 +96,10 @@ del _key, _rel
 # Data loading
 # ---------------------------------------------------------------------------- #
 _C.DATALOADER = CN()
-# Worker processes per loader (0 loads in the main process).
+# Worker processes per loader (0 loads in the main process); they stay alive between epochs and each
+# keeps PREFETCH batches ready. Training batches travel as uint8 and are scaled to [0, 1] on the device.
 _C.DATALOADER.NUM_WORKERS = 4
+_C.DATALOADER.PREFETCH = 4
 # Identities (P) and instances per identity (K) of the synthetic batch: P*K pairs.
 _C.DATALOADER.NUM_IDENTITIES = 6
 _C.DATALOADER.NUM_INSTANCES = 6
@@ -134,14 +143,23 @@ _C.SOLVER.GAMMA = 0.6
 # Adam for the discriminators; constant for the first half of training, then linear to zero.
 _C.SOLVER.DISC_LR = 2e-4
 _C.SOLVER.DISC_BETAS = [0.5, 0.999]
-# Mixed precision on CUDA: "off", "bf16" or "fp16" (fp16 uses a gradient scaler). Off on CPU.
-_C.SOLVER.AMP = "bf16"
+# Mixed precision on CUDA: "auto" (bf16 where the GPU supports it, else fp16, e.g. on a V100; the
+# choice is logged at start-up), "bf16", "fp16" (with a gradient scaler) or "off". Off on the CPU.
+_C.SOLVER.AMP = "auto"
+# Accumulate the gradients of this many loader batches (each P x K pairs, REAL_BATCH_SIZE real images)
+# before each optimiser step: the same effective batch on a smaller GPU with NUM_IDENTITIES / ACCUM_STEPS.
+_C.SOLVER.ACCUM_STEPS = 1
+# Adam's fused CUDA kernel (one launch for all parameters); the CPU uses the plain loop either way.
+_C.SOLVER.FUSED_ADAM = True
+# torch.compile the networks' forward passes (the first iterations are slow while it compiles).
+_C.SOLVER.COMPILE = False
 # Run validation every EVAL_PERIOD epochs (and after the last); 0 validates only at the end.
 _C.SOLVER.EVAL_PERIOD = 10
 # Log the running losses every LOG_PERIOD iterations.
 _C.SOLVER.LOG_PERIOD = 20
 # Stop after this many consecutive non-finite losses of one update, model or discriminators (each
-# such update is skipped).
+# such update is skipped). Checking costs one host-device synchronisation per update (measured in
+# benchmarks/train_speed.py); 0 turns the check off.
 _C.SOLVER.MAX_NONFINITE = 5
 # Which validation figure selects best.pth (higher is better); none of the label-free choices reads a
 # real label:

@@ -13,7 +13,7 @@ from ..utils.errors import InputError
 from . import layout
 from .datasets import ImageListDataset, PairDataset, TestDataset, UnlabelledDataset
 from .fvrid import ImageRecord, PairRecord, list_images, pair_twins, relabel, scan_labelled, summarize
-from .samplers import PKBatchSampler, ShuffleBatchSampler
+from .samplers import PKBatchSampler, SeededBatches, ShuffleBatchSampler
 from .transforms import Augment, opencv_single_thread
 
 logger = logging.getLogger(__name__)
@@ -51,9 +51,17 @@ def _labelled(cfg: CfgNode, key: str) -> List[ImageRecord]:
 
 
 def make_loader(cfg: CfgNode, dataset, **kwargs) -> DataLoader:
-    """A DataLoader with the config's workers, pinned memory on CUDA and single-threaded OpenCV in workers."""
-    return DataLoader(dataset, num_workers=cfg.DATALOADER.NUM_WORKERS, pin_memory=torch.cuda.is_available(),
-                      worker_init_fn=opencv_single_thread, **kwargs)
+    """A DataLoader with the config's workers (kept alive between epochs, each ``DATALOADER.PREFETCH`` batches
+    ahead), pinned memory on CUDA and single-threaded OpenCV in the workers.
+
+    The loader seeds its workers from a generator of its own, never from torch's global one, so starting
+    workers (once with persistent workers, or again after a resume) leaves the training's random stream alone.
+    """
+    workers = cfg.DATALOADER.NUM_WORKERS
+    extra = {"persistent_workers": True, "prefetch_factor": cfg.DATALOADER.PREFETCH} if workers > 0 else {}
+    return DataLoader(dataset, num_workers=workers, pin_memory=torch.cuda.is_available(),
+                      worker_init_fn=opencv_single_thread, generator=torch.Generator().manual_seed(cfg.MODE.SEED),
+                      **extra, **kwargs)
 
 
 def _log_table(rows: List[Tuple[str, str, str, str]]) -> None:
@@ -136,7 +144,7 @@ def build_train_loaders(cfg: CfgNode) -> TrainLoaders:
     except ValueError as exc:
         kept = f" once VAL.SYN_IDENTITIES = {len({p.pid for p in held})} are held out" if held else ""
         raise InputError(f"DATALOADER.NUM_IDENTITIES: {exc}{kept} ({folder(cfg, 'SYN_TRAIN_CLEAR_PATH')})") from exc
-    syn = make_loader(cfg, PairDataset(pairs, size, augment), batch_sampler=sampler)
+    syn = make_loader(cfg, PairDataset(pairs, size, augment), batch_sampler=SeededBatches(sampler, cfg.MODE.SEED))
     val_syn = None
     if held:
         query, gallery = query_gallery_split(held)
@@ -152,7 +160,8 @@ def build_train_loaders(cfg: CfgNode) -> TrainLoaders:
             real_sampler = ShuffleBatchSampler(len(paths), cfg.DATALOADER.REAL_BATCH_SIZE, cfg.MODE.SEED)
         except ValueError as exc:
             raise InputError(f"DATALOADER.REAL_BATCH_SIZE: {exc} ({folder(cfg, real_key)})") from exc
-        real = make_loader(cfg, UnlabelledDataset(paths, size, augment), batch_sampler=real_sampler)
+        real = make_loader(cfg, UnlabelledDataset(paths, size, augment),
+                           batch_sampler=SeededBatches(real_sampler, cfg.MODE.SEED + 1))
         rows.append((cfg.DATASETS[real_key], str(len(paths)), "unlabelled", "-"))
         if held_paths:
             val_real = make_loader(cfg, ImageListDataset(held_paths, tuple(cfg.INPUT.SIZE_TEST)),

@@ -1,15 +1,19 @@
 """Torch datasets over FVRID records; every item is a dict of tensors."""
 
+import random
 from typing import Dict, Optional, Sequence, Tuple
 
 from torch.utils.data import Dataset
 
 from .fvrid import ImageRecord, PairRecord
-from .transforms import Augment, joint_augment, read_image
+from .transforms import Augment, joint_augment, read_image, to_uint8
 
 
 class _TrainDataset(Dataset):
-    """Training items read at ``size``, one random augmentation shared by all images of an item."""
+    """Training items read at ``size``, one random augmentation shared by all images of an item, as uint8.
+
+    Items are indexed by ``(index, augmentation seed)`` pairs (:class:`~rvsl.data.samplers.SeededBatches`).
+    """
 
     def __init__(self, items: Sequence, size: Tuple[int, int], augment: Augment):
         self.items = list(items)
@@ -19,25 +23,29 @@ class _TrainDataset(Dataset):
     def __len__(self) -> int:
         return len(self.items)
 
-    def read(self, *paths: str):
-        """The images at ``paths``, augmented identically."""
-        return joint_augment([read_image(path, self.size) for path in paths], self.augment)
+    def read(self, seed: int, *paths: str):
+        """The images at ``paths``, augmented identically by a draw from ``seed``, as uint8 (scaled to [0, 1] on
+        the device)."""
+        images = joint_augment([read_image(path, self.size) for path in paths], self.augment, random.Random(seed))
+        return [to_uint8(image) for image in images]
 
 
 class PairDataset(_TrainDataset):
     """Synthetic clear/hazy twins with identity labels: ``{"clear", "hazy", "pid", "camid"}``."""
 
-    def __getitem__(self, index: int) -> Dict:
+    def __getitem__(self, item: Tuple[int, int]) -> Dict:
+        index, seed = item
         pair: PairRecord = self.items[index]
-        clear, hazy = self.read(pair.clear, pair.hazy)
+        clear, hazy = self.read(seed, pair.clear, pair.hazy)
         return {"clear": clear, "hazy": hazy, "pid": pair.pid, "camid": pair.camid}
 
 
 class UnlabelledDataset(_TrainDataset):
     """Real training images as bare paths: ``{"img"}``. Identities are never parsed or returned."""
 
-    def __getitem__(self, index: int) -> Dict:
-        (image,) = self.read(self.items[index])
+    def __getitem__(self, item: Tuple[int, int]) -> Dict:
+        index, seed = item
+        (image,) = self.read(seed, self.items[index])
         return {"img": image}
 
 

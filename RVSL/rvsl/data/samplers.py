@@ -5,7 +5,7 @@ nothing else and a resumed run sees exactly the batches of an uninterrupted one.
 """
 
 from collections import defaultdict
-from typing import Iterator, List, Sequence
+from typing import Iterator, List, Sequence, Tuple
 
 import numpy as np
 from torch.utils.data import Sampler
@@ -88,3 +88,28 @@ class ShuffleBatchSampler(_EpochSampler):
 
     def __len__(self) -> int:
         return self.num_samples // self.batch_size
+
+
+class SeededBatches(Sampler[List[Tuple[int, int]]]):
+    """Wraps a batch sampler so that each index comes with the seed of its augmentation: ``(index, seed)``.
+
+    Seeds are drawn from ``(seed, epoch, batch number)``, so an item's augmentation depends on neither
+    the number of loader workers nor their history: persistent workers and a resumed run draw exactly
+    what a fresh, uninterrupted run draws.
+    """
+
+    def __init__(self, batches: _EpochSampler, seed: int):
+        self.batches = batches
+        self.seed = seed
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch of the wrapped sampler."""
+        self.batches.set_epoch(epoch)
+
+    def __iter__(self) -> Iterator[List[Tuple[int, int]]]:
+        for number, batch in enumerate(self.batches):
+            seeds = np.random.default_rng([self.seed, self.batches.epoch, number]).integers(2**62, size=len(batch))
+            yield list(zip(batch, seeds.tolist()))
+
+    def __len__(self) -> int:
+        return len(self.batches)

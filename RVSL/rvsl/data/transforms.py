@@ -30,6 +30,11 @@ def read_image(path: str, size: Tuple[int, int]) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div_(255.0)
 
 
+def to_uint8(image: torch.Tensor) -> torch.Tensor:
+    """A [0, 1] float image as uint8 (rounded): how training batches travel to the device."""
+    return image.mul(255.0).round_().clamp_(0, 255).to(torch.uint8)
+
+
 class Augment(NamedTuple):
     """Parameters of the joint train-time augmentation (the ``INPUT.*`` keys); the defaults do nothing."""
 
@@ -42,41 +47,45 @@ class Augment(NamedTuple):
     erase_fill: Tuple[float, float, float] = (0.4914, 0.4822, 0.4465)
 
 
-def draw_erase_box(height: int, width: int, area: Tuple[float, float], aspect: float,
-                   attempts: int = 100) -> Optional[Tuple[int, int, int, int]]:
+def draw_erase_box(height: int, width: int, area: Tuple[float, float], aspect: float, attempts: int = 100,
+                   rng: Optional[random.Random] = None) -> Optional[Tuple[int, int, int, int]]:
     """``(top, left, h, w)`` of a random-erasing rectangle (Zhong et al., AAAI 2020), or None.
 
     Area ``U(*area)`` of the image, aspect ratio ``h / w`` ~ ``U(aspect, 1 / aspect)``; a draw that
-    does not fit inside the image is redrawn, up to ``attempts`` times.
+    does not fit inside the image is redrawn, up to ``attempts`` times. Draws from ``rng`` (default: python's
+    global generator).
     """
+    rng = rng or random
     for _ in range(attempts):
-        target = random.uniform(*area) * height * width
-        ratio = random.uniform(aspect, 1.0 / aspect)
+        target = rng.uniform(*area) * height * width
+        ratio = rng.uniform(aspect, 1.0 / aspect)
         h = int(round(math.sqrt(target * ratio)))
         w = int(round(math.sqrt(target / ratio)))
         if 0 < h < height and 0 < w < width:
-            return random.randint(0, height - h), random.randint(0, width - w), h, w
+            return rng.randint(0, height - h), rng.randint(0, width - w), h, w
     return None
 
 
-def joint_augment(images: Sequence[torch.Tensor], augment: Augment) -> List[torch.Tensor]:
+def joint_augment(images: Sequence[torch.Tensor], augment: Augment,
+                  rng: Optional[random.Random] = None) -> List[torch.Tensor]:
     """Apply one random draw of flip, resize + centre crop, padded crop and erasing to every image.
 
     In order: horizontal flip with ``flip_prob``; resize each axis by its own ``U(*resize_range)``
     then crop the centre back to the input size; if ``padding``, a random crop of the zero-padded
     image; random erasing with ``erase_prob`` (the rectangle filled with ``erase_fill``).
     Identical geometry keeps a synthetic clear image aligned with its hazy twin, which the
-    translation losses compare pixel by pixel. Uses python's ``random`` (seeded per worker).
+    translation losses compare pixel by pixel. Draws from ``rng`` (python's global generator by default).
     """
+    rng = rng or random
     height, width = images[0].shape[-2:]
-    flip = random.random() < augment.flip_prob
-    scaled = (int(round(height * random.uniform(*augment.resize_range))),
-              int(round(width * random.uniform(*augment.resize_range))))
+    flip = rng.random() < augment.flip_prob
+    scaled = (int(round(height * rng.uniform(*augment.resize_range))),
+              int(round(width * rng.uniform(*augment.resize_range))))
     pad = augment.padding
-    top, left = (random.randint(0, 2 * pad), random.randint(0, 2 * pad)) if pad else (0, 0)
+    top, left = (rng.randint(0, 2 * pad), rng.randint(0, 2 * pad)) if pad else (0, 0)
     box = None
-    if random.random() < augment.erase_prob:
-        box = draw_erase_box(height, width, augment.erase_area, augment.erase_aspect)
+    if rng.random() < augment.erase_prob:
+        box = draw_erase_box(height, width, augment.erase_area, augment.erase_aspect, rng=rng)
     out = []
     for image in images:
         if flip:

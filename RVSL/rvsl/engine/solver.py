@@ -18,13 +18,16 @@ from torch.optim.lr_scheduler import LambdaLR, LinearLR, LRScheduler, MultiStepL
 from ..config import CfgNode
 
 
-def build_optimizers(cfg: CfgNode, model: nn.Module, discriminators: nn.Module) -> Dict[str, Optimizer]:
-    """Adam for the trainable RVSL parameters ("model") and for the discriminators ("disc")."""
+def build_optimizers(cfg: CfgNode, model: nn.Module, discriminators: nn.Module,
+                     device: torch.device) -> Dict[str, Optimizer]:
+    """Adam for the trainable RVSL parameters ("model") and for the discriminators ("disc"); fused on CUDA
+    when ``SOLVER.FUSED_ADAM``."""
+    fused = bool(cfg.SOLVER.FUSED_ADAM) and device.type == "cuda"
     return {
         "model": torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.SOLVER.BASE_LR,
-                                  weight_decay=cfg.SOLVER.WEIGHT_DECAY),
+                                  weight_decay=cfg.SOLVER.WEIGHT_DECAY, fused=fused),
         "disc": torch.optim.Adam(discriminators.parameters(), lr=cfg.SOLVER.DISC_LR,
-                                 betas=tuple(cfg.SOLVER.DISC_BETAS)),
+                                 betas=tuple(cfg.SOLVER.DISC_BETAS), fused=fused),
     }
 
 

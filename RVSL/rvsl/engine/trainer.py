@@ -6,7 +6,7 @@ import logging
 import time
 from collections import defaultdict
 from pathlib import Path
-from typing import Dict, Iterator, Optional, Tuple
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor
@@ -14,11 +14,12 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from ..config import CfgNode, config_from_dict, config_to_dict
-from ..data.build import STAGE_TEST_SET, build_test_loader, build_train_loaders, test_set_available
+from ..data.build import STAGE_TEST_SET, TrainLoaders, build_test_loader, build_train_loaders, test_set_available
 from ..data.check import startup_check
 from ..evaluation import inference_on_dataset, real_proxies
 from ..losses import discriminator_loss
-from ..modeling import DOMAINS, ImagePool, build_discriminators, build_model, load_backbone_weights, load_matching_state
+from ..modeling import (DOMAINS, ImagePool, build_discriminators, build_model, compile_networks, load_backbone_weights,
+                        load_matching_state)
 from ..modeling.reference import is_reference_state
 from ..utils.errors import InputError
 from ..utils.io import safe_load
@@ -36,6 +37,7 @@ from .tensorboard import TensorBoardWriter
 
 logger = logging.getLogger(__name__)
 
+Losses = Dict[str, Tensor]
 
 
 class Trainer:
@@ -50,23 +52,25 @@ class Trainer:
         self.device = device
         self.output_dir = Path(cfg.OUTPUT_DIR)
         self.max_epochs = cfg.SOLVER.MAX_EPOCHS
-        self.loaders = build_train_loaders(cfg)
-        test_set = STAGE_TEST_SET[cfg.MODE.STAGE]
-        # an absent test set is said once, by the start-up check
-        self.test = build_test_loader(cfg, test_set) if test_set_available(cfg, test_set) else None
-        if cfg.SOLVER.BEST_METRIC.startswith("test_labels/"):
-            if self.test is None:
-                raise InputError(f"SOLVER.BEST_METRIC {cfg.SOLVER.BEST_METRIC} needs the {test_set} test set, "
-                                 "which is absent; choose a label-free metric")
-            logger.warning("SOLVER.BEST_METRIC %s chooses best.pth on the labelled %s test set: numbers reported "
-                           "on that set for best.pth are chosen on test labels", cfg.SOLVER.BEST_METRIC, test_set)
+        self.accum_steps = cfg.SOLVER.ACCUM_STEPS
+        self.loaders, self.test = self.build_data(cfg)
 
         self.model = build_model(cfg, self.loaders.num_classes).to(device)
         self.discriminators = build_discriminators(cfg).to(device)
+        self.channels_last = cfg.MODEL.CHANNELS_LAST and device.type == "cuda"
+        if self.channels_last:
+            for module in (self.model, self.discriminators):
+                module.to(memory_format=torch.channels_last)
+        if cfg.SOLVER.COMPILE:
+            compile_networks(self.model, self.discriminators)
         self.pools = {d: ImagePool(cfg.MODEL.POOL_SIZE) for d in DOMAINS}
-        self.optimizers = build_optimizers(cfg, self.model, self.discriminators)
+        self.optimizers = build_optimizers(cfg, self.model, self.discriminators, device)
         self.schedulers = build_lr_schedulers(cfg, self.optimizers)
         self.amp_dtype = amp_dtype(cfg.SOLVER.AMP, device)
+        logger.info("mixed precision: %s; channels-last %s; fused Adam %s; compiled %s; gradient accumulation %d",
+                    {torch.bfloat16: "bf16", torch.float16: "fp16 with gradient scaling"}.get(self.amp_dtype, "off"),
+                    self.channels_last, self.optimizers["model"].defaults.get("fused"), bool(cfg.SOLVER.COMPILE),
+                    self.accum_steps)
         self.scalers = {name: torch.amp.GradScaler(device.type, enabled=self.amp_dtype == torch.float16)
                         for name in self.optimizers}
         self.guard = NonFiniteGuard(cfg.SOLVER.MAX_NONFINITE)
@@ -90,6 +94,20 @@ class Trainer:
             self.load_pretrained(cfg.MODEL.PRETRAIN_PATH)
         else:
             logger.info("MODEL.PRETRAIN_PATH is empty: starting from random weights")
+
+    def build_data(self, cfg: CfgNode) -> Tuple[TrainLoaders, Optional[Tuple[DataLoader, int]]]:
+        """The stage's training loaders and its test set (None when absent); override to train on other data."""
+        loaders = build_train_loaders(cfg)
+        test_set = STAGE_TEST_SET[cfg.MODE.STAGE]
+        # an absent test set is said once, by the start-up check
+        test = build_test_loader(cfg, test_set) if test_set_available(cfg, test_set) else None
+        if cfg.SOLVER.BEST_METRIC.startswith("test_labels/"):
+            if test is None:
+                raise InputError(f"SOLVER.BEST_METRIC {cfg.SOLVER.BEST_METRIC} needs the {test_set} test set, "
+                                 "which is absent; choose a label-free metric")
+            logger.warning("SOLVER.BEST_METRIC %s chooses best.pth on the labelled %s test set: numbers reported "
+                           "on that set for best.pth are chosen on test labels", cfg.SOLVER.BEST_METRIC, test_set)
+        return loaders, test
 
     def _strip_images(self, count: int = 4) -> Optional[Tensor]:
         """A few fixed images for TensorBoard's translation strip: the stage's held-out real images, else its
@@ -163,65 +181,90 @@ class Trainer:
         for real, syn_batch in zip(self.loaders.real, endless_syn()):
             yield {"real": real, "syn": syn_batch}
 
-    def _update(self, name: str, loss: Tensor) -> None:
-        """One optimiser step of ``name`` ("model" or "disc") on ``loss``, through its grad scaler."""
+    def _backward(self, name: str, loss: Tensor) -> None:
+        """Accumulate the gradients of ``loss`` (a micro-batch's share) for update ``name``, through its scaler."""
+        self.scalers[name].scale(loss / self.accum_steps).backward()
+
+    def _step(self, name: str) -> None:
+        """Apply update ``name`` ("model" or "disc") with the accumulated gradients, then clear them."""
         optimizer, scaler = self.optimizers[name], self.scalers[name]
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
         scaler.step(optimizer)
         scaler.update()
+        optimizer.zero_grad(set_to_none=True)
 
-    def train_iteration(self, batch: Dict, where: str = "") -> Tuple[Dict[str, float], Dict[str, float]]:
-        """One ReID/generator update, then one discriminator update; returns both updates' named loss values.
+    def train_iteration(self, micro_batches: Sequence[Dict], where: str = "") -> Tuple[Losses, Losses]:
+        """One ReID/generator update, then one discriminator update, each over the gradients of
+        ``micro_batches`` (``SOLVER.ACCUM_STEPS`` loader batches); returns both updates' named losses,
+        averaged over the micro-batches, as detached tensors on the device (read them when logging).
 
         A non-finite model loss skips the whole iteration; a non-finite discriminator loss skips that
         update only. Each update counts its own consecutive failures (see :class:`NonFiniteGuard`).
         """
-        batch = to_device(batch, self.device)
+        for optimizer in self.optimizers.values():
+            optimizer.zero_grad(set_to_none=True)
         self.discriminators.requires_grad_(False)
-        with autocast(self.device, self.amp_dtype):
-            result = self.step(batch)
-        total = sum(result.losses.values())
-        if not self.guard.check("model", result.losses, total, where):
-            return {}, {}
-        self._update("model", total)
+        results = []
+        for batch in micro_batches:
+            batch = to_device(batch, self.device, self.channels_last)
+            with autocast(self.device, self.amp_dtype):
+                result = self.step(batch)
+            total = sum(result.losses.values())
+            if not self.guard.check("model", result.losses, total, where):
+                return {}, {}
+            self._backward("model", total)
+            results.append(result)
+        self._step("model")
         step_schedulers(self.schedulers, self.cfg.SOLVER.WARMUP_UNIT, end_of_epoch=False)
 
         self.discriminators.requires_grad_(True)
-        with autocast(self.device, self.amp_dtype):
-            disc_losses = {f"D_{pair.domain}": discriminator_loss(self.discriminators[pair.domain], pair.real,
-                                                                  self.pools[pair.domain].query(pair.generated))
-                           for pair in result.adversarial}
-        disc_total = sum(disc_losses.values())
-        finite = self.guard.check("disc", disc_losses, disc_total, where)
-        if finite:
-            self._update("disc", disc_total)
-        return ({k: v.item() for k, v in result.losses.items()},
-                {k: v.item() for k, v in disc_losses.items()} if finite else {})
+        disc_losses = []
+        for result in results:
+            with autocast(self.device, self.amp_dtype):
+                losses = {f"D_{pair.domain}": discriminator_loss(self.discriminators[pair.domain], pair.real,
+                                                                 self.pools[pair.domain].query(pair.generated))
+                          for pair in result.adversarial}
+            disc_total = sum(losses.values())
+            if not self.guard.check("disc", losses, disc_total, where):
+                return _mean([r.losses for r in results]), {}
+            self._backward("disc", disc_total)
+            disc_losses.append(losses)
+        self._step("disc")
+        return _mean([r.losses for r in results]), _mean(disc_losses)
+
+    def _iterations(self, epoch: int) -> Iterator[List[Dict]]:
+        """The epoch's iterations, each a list of ``SOLVER.ACCUM_STEPS`` loader batches (a short tail is dropped)."""
+        batches = self._batches(epoch)
+        return iter(lambda: list(itertools.islice(batches, self.accum_steps)), [])
 
     def train_epoch(self, epoch: int) -> Tuple[Dict[str, float], Dict[str, float]]:
-        """Train one epoch; returns the epoch means of the model's and the discriminators' named losses."""
+        """Train one epoch; returns the epoch means of the model's and the discriminators' named losses.
+
+        Loss values stay on the device and are read once per ``SOLVER.LOG_PERIOD`` iterations, so the
+        step itself never waits for the GPU (except for the non-finite check, ``SOLVER.MAX_NONFINITE``).
+        """
         for module in (self.model, self.discriminators):
             module.train()
         driver = self.loaders.real if self.loaders.real is not None else self.loaders.syn
-        num_iters = len(driver)  # the P x K sampler draws the epoch's batches to count them
-        sums = [defaultdict(float), defaultdict(float)]
-        counts = [defaultdict(int), defaultdict(int)]
-        bar = tqdm(self._batches(epoch), total=num_iters, desc=f"{self.cfg.MODE.STAGE} epoch {epoch + 1}",
+        num_iters = len(driver) // self.accum_steps  # the P x K sampler draws the epoch's batches to count them
+        sums: List[Dict[str, Tensor]] = [{}, {}]
+        counts: List[Dict[str, int]] = [defaultdict(int), defaultdict(int)]
+        bar = tqdm(self._iterations(epoch), total=num_iters, desc=f"{self.cfg.MODE.STAGE} epoch {epoch + 1}",
                    disable=None, dynamic_ncols=True, leave=False)
-        for iteration, batch in enumerate(bar):
-            values = self.train_iteration(batch, f"epoch {epoch + 1} iteration {iteration + 1}")
+        for iteration, micro_batches in enumerate(bar):
+            if len(micro_batches) < self.accum_steps:
+                break
+            values = self.train_iteration(micro_batches, f"epoch {epoch + 1} iteration {iteration + 1}")
             for part, part_values in enumerate(values):
                 for name, value in part_values.items():
-                    sums[part][name] += value
+                    sums[part][name] = sums[part][name] + value if name in sums[part] else value
                     counts[part][name] += 1
-            if values[0]:
-                bar.set_postfix(loss=f"{sum(values[0].values()):.3f}")
             if (iteration + 1) % self.cfg.SOLVER.LOG_PERIOD == 0:
+                means = _read_means(sums, counts)  # the one host-device synchronisation per LOG_PERIOD
+                bar.set_postfix(loss=f"{sum(means[0].values()):.3f}")
                 logger.info("epoch %d iter %d/%d lr %.2e  %s", epoch + 1, iteration + 1, num_iters,
                             self.optimizers["model"].param_groups[0]["lr"],
-                            "  ".join(f"{k} {s[k] / c[k]:.4f}" for s, c in zip(sums, counts) for k in s))
-        losses, disc_losses = ({k: s[k] / c[k] for k in s} for s, c in zip(sums, counts))
+                            "  ".join(f"{k} {v:.4f}" for part in means for k, v in part.items()))
+        losses, disc_losses = _read_means(sums, counts)
         return losses, disc_losses
 
     def _evaluate_reid(self, loader: DataLoader, num_query: int) -> Dict:
@@ -265,6 +308,19 @@ class Trainer:
                 hook.after_checkpoint(self)
         for hook in self.hooks:
             hook.after_train(self)
+
+
+def _mean(parts: Sequence[Losses]) -> Losses:
+    """Per name, the mean of the detached loss tensors of ``parts`` (micro-batches)."""
+    return {name: sum(part[name].detach() for part in parts) / len(parts) for name in parts[0]} if parts else {}
+
+
+def _read_means(sums: Sequence[Losses], counts: Sequence[Dict[str, int]]) -> List[Dict[str, float]]:
+    """Device-side loss sums divided by their counts, read to the host in one transfer."""
+    names = [list(part) for part in sums]
+    flat = [sums[i][name].float() / counts[i][name] for i, part in enumerate(names) for name in part]
+    values = iter(torch.stack(flat).tolist() if flat else [])
+    return [{name: next(values) for name in part} for part in names]
 
 
 def train_stage(cfg: CfgNode, args: argparse.Namespace) -> None:

@@ -5,7 +5,8 @@ from .discriminator import DomainDiscriminators, PatchDiscriminator
 from .generator import DoubleConv, Generator
 from .pool import ImagePool
 from .resnet_ibn_a import IBN, resnet50_ibn_a, resnet101_ibn_a
-from .rvsl_model import DOMAINS, OTHER, RVSL, Encoder, ReIDHead, ReIDOutput, build_discriminators, build_model
+from .rvsl_model import (DOMAINS, OTHER, RVSL, Encoder, ReIDHead, ReIDOutput, build_discriminators, build_model,
+                         compile_networks)
 from .weights import backbone_state, load_backbone_weights, load_matching_state
 
 __all__ = [
@@ -26,6 +27,7 @@ __all__ = [
     "build_discriminators",
     "build_model",
     "build_resnet",
+    "compile_networks",
     "load_backbone_weights",
     "load_matching_state",
     "resnet101_ibn_a",

@@ -5,6 +5,15 @@ from typing import Optional, Tuple
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+
+def run_block(block: nn.Module, x: torch.Tensor, recompute: bool) -> torch.Tensor:
+    """``block(x)``; with ``recompute`` while gradients are on, its activations are recomputed in the backward
+    pass instead of stored (activation checkpointing)."""
+    if recompute and torch.is_grad_enabled():
+        return checkpoint(block, x, use_reentrant=False)
+    return block(x)
 
 
 class DoubleConv(nn.Sequential):
@@ -33,14 +42,15 @@ class Generator(nn.Module):
         self.block2 = DoubleConv(channels + f1_channels, channels)
         self.block3 = DoubleConv(channels, channels)
         self.to_rgb = nn.Conv2d(channels, 3, 1)
+        self.checkpoint = False  # recompute the blocks in the backward pass (MODEL.ACTIVATION_CHECKPOINT)
 
     def forward(self, f1: torch.Tensor, r1: torch.Tensor, out_size: Optional[Tuple[int, int]] = None) -> torch.Tensor:
         """Render an image of ``out_size`` (default: twice F1's size) from the skip F1 and the features R1."""
         if out_size is None:
             out_size = (2 * f1.shape[-2], 2 * f1.shape[-1])
-        x = self.block1(r1)
+        x = run_block(self.block1, r1, self.checkpoint)
         x = F.interpolate(x, size=f1.shape[-2:], mode="bilinear", align_corners=False)
-        x = self.block2(torch.cat([x, f1], dim=1))
+        x = run_block(self.block2, torch.cat([x, f1], dim=1), self.checkpoint)
         x = F.interpolate(x, size=tuple(out_size), mode="bilinear", align_corners=False)
-        x = self.block3(x)
+        x = run_block(self.block3, x, self.checkpoint)
         return torch.sigmoid(self.to_rgb(x))

@@ -12,7 +12,7 @@ from torchvision.models import ResNet
 from ..utils.errors import InputError
 from .backbones import build_resnet, stage_channels
 from .discriminator import DomainDiscriminators
-from .generator import Generator
+from .generator import Generator, run_block
 
 logger = logging.getLogger(__name__)
 
@@ -39,11 +39,12 @@ class Encoder(nn.Module):
         self.relu = net.relu
         self.maxpool = net.maxpool
         self.layer1 = net.layer1
+        self.checkpoint = False  # recompute layer1 in the backward pass (MODEL.ACTIVATION_CHECKPOINT)
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         """(F1: 64 ch at H/2, R1: layer1 channels at H/4) for normalised images."""
         f1 = self.relu(self.bn1(self.conv1(x)))
-        r1 = self.layer1(self.maxpool(f1))
+        r1 = run_block(self.layer1, self.maxpool(f1), self.checkpoint)
         return f1, r1
 
 
@@ -62,13 +63,16 @@ class ReIDHead(nn.Module):
         self.bnneck.bias.requires_grad_(False)
         self.classifier = nn.Linear(self.feat_dim, num_classes, bias=False)
         nn.init.normal_(self.classifier.weight, std=0.001)
+        self.checkpoint = False  # recompute layer2-4 in the backward pass (MODEL.ACTIVATION_CHECKPOINT)
 
     def forward(self, r1: torch.Tensor) -> ReIDOutput:
         """Global feature, BN feature and logits for encoder features R1.
 
         Pooling and the BNNeck run in float32 even under autocast, so features never carry bf16 rounding.
         """
-        x = self.layer4(self.layer3(self.layer2(r1)))
+        x = r1
+        for layer in (self.layer2, self.layer3, self.layer4):
+            x = run_block(layer, x, self.checkpoint)
         with torch.autocast(x.device.type, enabled=False):
             global_feat = F.adaptive_avg_pool2d(x.float(), 1).flatten(1)
             bn_feat = self.bnneck(global_feat)
@@ -117,6 +121,11 @@ class RVSL(nn.Module):
         f1_channels = net.conv1.out_channels
         self.gen_hazy = Generator(self.r1_channels, f1_channels, gen_channels)
         self.gen_clear = Generator(self.r1_channels, f1_channels, gen_channels)
+
+    def set_activation_checkpoint(self, enabled: bool) -> None:
+        """Recompute the ResNet stages and generator blocks in the backward pass instead of storing them."""
+        for module in (self.enc_clear, self.enc_hazy, self.reid, self.gen_hazy, self.gen_clear):
+            module.checkpoint = enabled
 
     @property
     def feat_dim(self) -> int:
@@ -168,6 +177,7 @@ def build_model(cfg, num_classes: int) -> RVSL:
         pixel_std=tuple(cfg.INPUT.PIXEL_STD),
         gen_channels=cfg.MODEL.GEN_CHANNELS,
     )
+    model.set_activation_checkpoint(cfg.MODEL.ACTIVATION_CHECKPOINT)
     logger.info(
         "built RVSL with %s (last stride %d, %d classes, %.1fM parameters)",
         cfg.MODEL.NAME, cfg.MODEL.LAST_STRIDE, num_classes, sum(p.numel() for p in model.parameters()) / 1e6,
@@ -180,3 +190,11 @@ def build_discriminators(cfg) -> DomainDiscriminators:
     if cfg.MODEL.DISC_CHANNELS < 1:
         raise InputError(f"MODEL.DISC_CHANNELS must be >= 1, got {cfg.MODEL.DISC_CHANNELS}")
     return DomainDiscriminators(cfg.MODEL.DISC_CHANNELS)
+
+
+def compile_networks(model: RVSL, discriminators: DomainDiscriminators) -> None:
+    """``torch.compile`` the forward passes of the encoders, ReID body, generators and discriminators in place
+    (state-dict keys are unchanged, so checkpoints stay interchangeable)."""
+    for module in (model.enc_clear, model.enc_hazy, model.reid, model.gen_hazy, model.gen_clear,
+                   discriminators.clear, discriminators.hazy):
+        module.compile()

@@ -43,8 +43,12 @@ AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def amp_dtype(amp: str, device: torch.device) -> Optional[torch.dtype]:
-    """The autocast dtype of ``SOLVER.AMP`` ("off", "bf16", "fp16") on CUDA; None (full precision) elsewhere."""
-    return AMP_DTYPES.get(amp) if device.type == "cuda" else None
+    """The autocast dtype of ``SOLVER.AMP`` on CUDA ("auto": bf16 where supported, else fp16); None elsewhere."""
+    if device.type != "cuda":
+        return None
+    if amp == "auto":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported(including_emulation=False) else torch.float16
+    return AMP_DTYPES.get(amp)
 
 
 def autocast(device: torch.device, dtype: Optional[torch.dtype]) -> torch.autocast:
@@ -53,10 +57,19 @@ def autocast(device: torch.device, dtype: Optional[torch.dtype]) -> torch.autoca
     return torch.autocast(device.type, dtype=dtype if enabled else None, enabled=enabled)
 
 
-def to_device(batch: Any, device: torch.device) -> Any:
-    """Move every tensor of a (nested) batch dict to ``device``."""
+def to_device(batch: Any, device: torch.device, channels_last: bool = False) -> Any:
+    """Move every tensor of a (nested) batch dict to ``device``; uint8 images become float in [0, 1] there.
+
+    Images travel from the loader as uint8 (a quarter of the bytes) and are scaled on the device;
+    with ``channels_last`` 4-D image batches are laid out NHWC for the channels-last networks.
+    """
     if isinstance(batch, dict):
-        return {key: to_device(value, device) for key, value in batch.items()}
-    if isinstance(batch, torch.Tensor):
-        return batch.to(device, non_blocking=True)
-    return batch
+        return {key: to_device(value, device, channels_last) for key, value in batch.items()}
+    if not isinstance(batch, torch.Tensor):
+        return batch
+    tensor = batch.to(device, non_blocking=True)
+    if tensor.dtype == torch.uint8:
+        tensor = tensor.float().div_(255.0)
+    if channels_last and tensor.dim() == 4:
+        tensor = tensor.contiguous(memory_format=torch.channels_last)
+    return tensor

@@ -1,0 +1,214 @@
+"""Training and feature-extraction speed and peak memory, on random images, for two or more settings.
+
+The training step is the trainer's own (``Trainer.train_iteration``: stage step, both updates, the
+non-finite check); only the data is random: uint8 batches in pinned memory, as the loaders give them.
+Settings, each measured in this one process:
+
+* ``reference``: as the reference code ran: fp32, NCHW, the unfused Adam loop, every loss read back to
+  the host after every step (one host-device synchronisation per loss);
+* ``ours``: the defaults: autocast (bf16, or fp16 with gradient scaling where bf16 is missing), channels-last,
+  fused Adam, losses kept on the device; the non-finite check still waits once per update;
+* ``ours-noguard``: ``ours`` with that check off (``SOLVER.MAX_NONFINITE 0``): what the check costs;
+* ``ours-ckpt``: ``ours`` with activation checkpointing (``MODEL.ACTIVATION_CHECKPOINT``): memory for time;
+* ``ours-compile``: ``ours`` with ``SOLVER.COMPILE`` (compilation is left out of the timing).
+
+Usage:
+
+    python benchmarks/train_speed.py                     # the published setting (configs/FVRID.yml) on CUDA
+    python benchmarks/train_speed.py --tiny              # a seconds-long CPU smoke run (in the test suite)
+    python benchmarks/train_speed.py --settings reference ours ours-ckpt --json out.json
+"""
+
+import argparse
+import gc
+import json
+import logging
+import tempfile
+import time
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import torch
+
+from rvsl.config import load_config
+from rvsl.data.build import TrainLoaders
+from rvsl.engine.trainer import Trainer
+from rvsl.modeling import build_model
+from rvsl.utils.misc import amp_dtype, autocast, resolve_device, seed_everything, to_device
+
+ROOT = Path(__file__).resolve().parents[1]
+SETTINGS: Dict[str, List[str]] = {
+    "reference": ["SOLVER.AMP", "off", "MODEL.CHANNELS_LAST", "False", "SOLVER.FUSED_ADAM", "False"],
+    "ours": [],
+    "ours-noguard": ["SOLVER.MAX_NONFINITE", "0"],
+    "ours-ckpt": ["MODEL.ACTIVATION_CHECKPOINT", "True"],
+    "ours-compile": ["SOLVER.COMPILE", "True"],
+}
+SYNC_EVERY_STEP = {"reference"}  # settings that read every loss back after every step, as the reference did
+# A seconds-long CPU setting for the smoke test: ResNet-18 at 64x64, 2 x 2 pairs, 4 real images.
+TINY = ["MODEL.NAME", "resnet18", "INPUT.SIZE_TRAIN", "[64, 64]", "INPUT.SIZE_TEST", "[64, 64]",
+        "DATALOADER.NUM_IDENTITIES", "2", "DATALOADER.NUM_INSTANCES", "2", "DATALOADER.REAL_BATCH_SIZE", "4",
+        "MODEL.GEN_CHANNELS", "16", "MODEL.DISC_CHANNELS", "16"]
+NUM_CLASSES = 100
+
+logger = logging.getLogger("train_speed")
+
+
+class RandomDataTrainer(Trainer):
+    """The trainer without data: no loaders, no test set, a fixed number of identities."""
+
+    def build_data(self, cfg):
+        return TrainLoaders(syn=None, real=None, num_classes=NUM_CLASSES), None
+
+
+def random_batch(cfg, stage: str, generator: torch.Generator) -> Dict:
+    """One loader batch of random uint8 images (pinned on CUDA machines) with P x K identity labels."""
+    p, k = cfg.DATALOADER.NUM_IDENTITIES, cfg.DATALOADER.NUM_INSTANCES
+    height, width = cfg.INPUT.SIZE_TRAIN
+
+    def images(n: int) -> torch.Tensor:
+        out = torch.randint(0, 256, (n, 3, height, width), dtype=torch.uint8, generator=generator)
+        return out.pin_memory() if torch.cuda.is_available() else out
+
+    syn = {"clear": images(p * k), "hazy": images(p * k), "pid": torch.arange(p).repeat_interleave(k),
+           "camid": torch.zeros(p * k, dtype=torch.long)}
+    if stage == "STAGE1":
+        return syn
+    return {"syn": syn, "real": {"img": images(cfg.DATALOADER.REAL_BATCH_SIZE)}}
+
+
+def images_per_batch(cfg, stage: str) -> int:
+    """Images one loader batch trains on: both twins of P x K pairs, plus the real batch in stages 2/3."""
+    pairs = cfg.DATALOADER.NUM_IDENTITIES * cfg.DATALOADER.NUM_INSTANCES
+    return 2 * pairs + (0 if stage == "STAGE1" else cfg.DATALOADER.REAL_BATCH_SIZE)
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def reset_peak(device: torch.device) -> None:
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def peak_gb(device: torch.device) -> Optional[float]:
+    return torch.cuda.max_memory_allocated(device) / 1e9 if device.type == "cuda" else None
+
+
+def time_training(cfg, stage: str, setting: str, device: torch.device, iters: int, warmup: int) -> Dict:
+    """Images/s and peak memory of ``iters`` training iterations after ``warmup`` untimed ones."""
+    seed_everything(0)
+    reset_peak(device)
+    with tempfile.TemporaryDirectory() as out:
+        cfg = cfg.clone()
+        cfg.defrost()
+        cfg.OUTPUT_DIR = out
+        trainer = RandomDataTrainer(cfg, device)
+        generator = torch.Generator().manual_seed(0)
+        batches = [random_batch(cfg, stage, generator) for _ in range(2 * cfg.SOLVER.ACCUM_STEPS)]
+        sync_each_step = setting in SYNC_EVERY_STEP
+
+        def run(count: int) -> None:
+            for i in range(count):
+                start = (i % 2) * cfg.SOLVER.ACCUM_STEPS
+                losses, disc_losses = trainer.train_iteration(batches[start:start + cfg.SOLVER.ACCUM_STEPS])
+                if sync_each_step:
+                    [value.item() for value in {**losses, **disc_losses}.values()]
+
+        run(warmup)
+        synchronize(device)
+        start = time.perf_counter()
+        run(iters)
+        synchronize(device)
+        seconds = (time.perf_counter() - start) / iters
+        del trainer, batches
+    images = images_per_batch(cfg, stage) * cfg.SOLVER.ACCUM_STEPS
+    return {"stage": stage, "setting": setting, "step_s": seconds, "images_per_s": images / seconds,
+            "peak_gb": peak_gb(device)}
+
+
+def time_extraction(cfg, setting: str, device: torch.device, iters: int, warmup: int, batch_size: int) -> Dict:
+    """Images/s of test-time features (the hazy branch: normalise, encoder, ReID body, BNNeck), no gradients."""
+    seed_everything(0)
+    reset_peak(device)
+    model = build_model(cfg, NUM_CLASSES).to(device).eval()
+    channels_last = cfg.MODEL.CHANNELS_LAST and device.type == "cuda"
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+    height, width = cfg.INPUT.SIZE_TEST
+    batch = torch.randint(0, 256, (batch_size, 3, height, width), dtype=torch.uint8)
+    batch = batch.pin_memory() if torch.cuda.is_available() else batch
+    dtype = amp_dtype(cfg.SOLVER.AMP, device)
+
+    def run(count: int) -> None:
+        with torch.no_grad(), autocast(device, dtype):
+            for _ in range(count):
+                model(to_device(batch, device, channels_last), "hazy")
+
+    run(warmup)
+    synchronize(device)
+    start = time.perf_counter()
+    run(iters)
+    synchronize(device)
+    seconds = (time.perf_counter() - start) / iters
+    return {"stage": "extract", "setting": setting, "step_s": seconds, "images_per_s": batch_size / seconds,
+            "peak_gb": peak_gb(device)}
+
+
+def table(rows: List[Dict]) -> str:
+    """Markdown table: per row images/s, step time, peak memory and the speed-up over ``reference``."""
+    base = {r["stage"]: r["images_per_s"] for r in rows if r["setting"] == "reference"}
+    lines = ["| what | setting | images/s | step (s) | peak GB | vs reference |", "| --- | --- | --- | --- | --- | --- |"]
+    for r in rows:
+        ratio = f"{r['images_per_s'] / base[r['stage']]:.2f}x" if r["stage"] in base else "-"
+        peak = f"{r['peak_gb']:.1f}" if r["peak_gb"] is not None else "n/a (CPU)"
+        lines.append(f"| {r['stage']} | {r['setting']} | {r['images_per_s']:.1f} | {r['step_s']:.3f} | {peak} | {ratio} |")
+    return "\n".join(lines)
+
+
+def main(argv: Optional[List[str]] = None) -> List[Dict]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--config", default=str(ROOT / "configs" / "FVRID.yml"))
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--tiny", action="store_true", help="the small CPU smoke setting")
+    parser.add_argument("--stages", nargs="+", default=["STAGE1", "STAGE3"], choices=["STAGE1", "STAGE2", "STAGE3"])
+    parser.add_argument("--settings", nargs="+", default=["reference", "ours", "ours-noguard", "ours-ckpt"],
+                        choices=list(SETTINGS))
+    parser.add_argument("--iters", type=int, default=20)
+    parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--extract-batch", type=int, default=256)
+    parser.add_argument("--no-extract", action="store_true", help="skip the feature-extraction figures")
+    parser.add_argument("--json", help="also write the rows to this file")
+    parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides, KEY VALUE pairs")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    logger.setLevel(logging.INFO)
+
+    device = resolve_device(args.device)
+    extra = (TINY if args.tiny else []) + ["MODEL.DEVICE", str(device), *args.opts]
+    rows = []
+    for stage in args.stages:
+        for setting in args.settings:
+            cfg = load_config(args.config, extra + SETTINGS[setting], stage=stage)
+            rows.append(time_training(cfg, stage, setting, device, args.iters, args.warmup))
+            logger.info("%s %s: %.1f images/s", stage, setting, rows[-1]["images_per_s"])
+    if not args.no_extract:
+        for setting in [s for s in ("reference", "ours") if s in args.settings]:
+            cfg = load_config(args.config, extra + SETTINGS[setting])
+            batch = 8 if args.tiny else args.extract_batch
+            rows.append(time_extraction(cfg, setting, device, args.iters, args.warmup, batch))
+            logger.info("extract %s: %.1f images/s", setting, rows[-1]["images_per_s"])
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
+    print(f"device: {name}; torch {torch.__version__}; config {args.config}{' --tiny' if args.tiny else ''}")
+    print(table(rows))
+    if args.json:
+        Path(args.json).write_text(json.dumps({"device": name, "rows": rows}, indent=2), encoding="utf-8")
+    return rows
+
+
+if __name__ == "__main__":
+    main()
