@@ -9,7 +9,10 @@ Settings, each measured in this one process:
 * ``ours``: the defaults: autocast (bf16, or fp16 with gradient scaling where bf16 is missing), channels-last,
   fused Adam, losses kept on the device; the non-finite check still waits once per update;
 * ``ours-noguard``: ``ours`` with that check off (``SOLVER.MAX_NONFINITE 0``): what the check costs;
-* ``ours-ckpt``: ``ours`` with activation checkpointing (``MODEL.ACTIVATION_CHECKPOINT``): memory for time;
+* ``ours-genckpt`` / ``ours-ckpt``: ``ours`` with activation checkpointing of the generators / of the generators
+  and the ResNet stages (``MODEL.ACTIVATION_CHECKPOINT``): memory for time;
+* ``ours-accum2``: ``ours`` with half the identities per loader batch and two batches per update
+  (``SOLVER.ACCUM_STEPS 2``): the same images per update in about half the memory;
 * ``ours-compile``: ``ours`` with ``SOLVER.COMPILE`` (compilation is left out of the timing).
 
 Usage:
@@ -41,7 +44,9 @@ SETTINGS: Dict[str, List[str]] = {
     "reference": ["SOLVER.AMP", "off", "MODEL.CHANNELS_LAST", "False", "SOLVER.FUSED_ADAM", "False"],
     "ours": [],
     "ours-noguard": ["SOLVER.MAX_NONFINITE", "0"],
-    "ours-ckpt": ["MODEL.ACTIVATION_CHECKPOINT", "True"],
+    "ours-genckpt": ["MODEL.ACTIVATION_CHECKPOINT", "generators"],
+    "ours-ckpt": ["MODEL.ACTIVATION_CHECKPOINT", "all"],
+    "ours-accum2": ["SOLVER.ACCUM_STEPS", "2", "DATALOADER.NUM_IDENTITIES", "3", "DATALOADER.REAL_BATCH_SIZE", "9"],
     "ours-compile": ["SOLVER.COMPILE", "True"],
 }
 SYNC_EVERY_STEP = {"reference"}  # settings that read every loss back after every step, as the reference did

@@ -272,3 +272,24 @@ def test_resume_refuses_a_run_of_another_shape_before_touching_anything(tiny_fvr
     with pytest.raises(InputError, match=r"trained on 6 identities, the data now gives 5"):
         other.resume()
     assert all(torch.equal(before[k], v) for k, v in params(other.model).items())
+
+
+def test_gradient_accumulation_averages_the_micro_batches(tiny_fvrid, tmp_path, monkeypatch):
+    """SOLVER.ACCUM_STEPS 2: one update from two loader batches, with the mean of their gradients and losses."""
+    trainer = Trainer(make_cfg(tiny_fvrid, tmp_path, "STAGE1", "SOLVER.ACCUM_STEPS", "2"), torch.device("cpu"))
+    batches = [to_device(b, torch.device("cpu")) for b in list(trainer._batches(0))[:2]]
+    single = []
+    for batch in batches:  # each batch's own gradient
+        trainer.model.zero_grad()
+        sum(trainer.step(batch).losses.values()).backward()
+        single.append({n: p.grad.clone() for n, p in trainer.model.named_parameters() if p.grad is not None})
+    captured = {}
+    monkeypatch.setattr(trainer, "_step", lambda name: captured.setdefault(name, {
+        n: p.grad.clone() for n, p in (trainer.model if name == "model" else trainer.discriminators).named_parameters()
+        if p.grad is not None}))
+    values, disc_values = trainer.train_iteration(batches)
+    assert set(captured) == {"model", "disc"} and values and disc_values
+    for name, grad in captured["model"].items():
+        torch.testing.assert_close(grad, (single[0][name] + single[1][name]) / 2, rtol=1e-4, atol=1e-6)
+    # one epoch counts iterations of two batches
+    assert len(list(trainer._iterations(0))) == len(list(trainer._batches(0))) // 2

@@ -47,10 +47,11 @@ _C.MODEL.POOL_SIZE = 50
 # Store the convolutional networks' weights and activations channels-last (NHWC), which tensor-core
 # convolutions read fastest on CUDA. Numerically the same model; ignored on the CPU.
 _C.MODEL.CHANNELS_LAST = True
-# Recompute the ResNet stages' activations in the backward pass instead of storing them
-# (torch.utils.checkpoint): less GPU memory for about a third more backbone compute. BatchNorm running
-# statistics see each batch twice (once more in the recomputation).
-_C.MODEL.ACTIVATION_CHECKPOINT = False
+# Activation checkpointing (torch.utils.checkpoint): recompute activations in the backward pass instead
+# of storing them, trading compute for GPU memory. "none"; "generators": the generators' blocks, whose
+# full-resolution activations are the largest; "all": also the ResNet stages. BatchNorm running
+# statistics of a recomputed block see each batch twice.
+_C.MODEL.ACTIVATION_CHECKPOINT = "none"
 
 # ---------------------------------------------------------------------------- #
 # Input pipeline. Images are RGB in [0, 1]; the model normalises internally.

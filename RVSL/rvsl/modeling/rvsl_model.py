@@ -122,10 +122,13 @@ class RVSL(nn.Module):
         self.gen_hazy = Generator(self.r1_channels, f1_channels, gen_channels)
         self.gen_clear = Generator(self.r1_channels, f1_channels, gen_channels)
 
-    def set_activation_checkpoint(self, enabled: bool) -> None:
-        """Recompute the ResNet stages and generator blocks in the backward pass instead of storing them."""
-        for module in (self.enc_clear, self.enc_hazy, self.reid, self.gen_hazy, self.gen_clear):
-            module.checkpoint = enabled
+    def set_activation_checkpoint(self, parts: str) -> None:
+        """Recompute activations in the backward pass instead of storing them: of the generator blocks
+        (``parts`` "generators"), also of the ResNet stages ("all"), or of none ("none")."""
+        for module in (self.gen_hazy, self.gen_clear):
+            module.checkpoint = parts in ("generators", "all")
+        for module in (self.enc_clear, self.enc_hazy, self.reid):
+            module.checkpoint = parts == "all"
 
     @property
     def feat_dim(self) -> int:
