@@ -89,9 +89,16 @@ def run_driver(tmp_path: Path, name: str, processes: int, stage: str, *opts: str
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1",
                PYTHONPATH=os.pathsep.join([str(ROOT / "RVSL"), os.environ.get("PYTHONPATH", "")]))
     env.pop("RVSL_DEBUG", None)
-    result = subprocess.run([sys.executable, *(launcher if processes > 1 else []), str(script), str(out),
-                             mode, stage, *TINY, *opts],
-                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    command = [sys.executable, *(launcher if processes > 1 else []), str(script), str(out), mode, stage, *TINY, *opts]
+    with subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True) as process:
+        try:
+            stdout, stderr = process.communicate(timeout=300)
+        except subprocess.TimeoutExpired:  # a worker stuck in a collective: torchrun ends its workers on SIGTERM
+            process.terminate()
+            process.communicate(timeout=60)
+            raise
+    result = subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
     assert result.returncode == 0, result.stderr[-4000:]
     return [torch.load(out / f"rank{r}.pt", weights_only=True) for r in range(processes)], out, result
 
