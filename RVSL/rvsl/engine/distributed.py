@@ -97,9 +97,11 @@ class DistributedGuard(NonFiniteGuard):
 
     def check(self, update: str, losses: Dict[str, Tensor], total: Tensor, where: str) -> bool:
         """As :meth:`NonFiniteGuard.check`, with the finiteness of ``total`` agreed by all processes."""
-        if not comm.all_true(torch.isfinite(total)):
-            total = torch.full_like(total, float("nan"))  # non-finite on some process: skip here too
-        return super().check(update, losses, total, where)
+        finite_here = torch.isfinite(total)
+        if comm.all_true(finite_here) or not bool(finite_here):
+            return super().check(update, losses, total, where)
+        nan = torch.full_like(total, float("nan"))  # finite here but not on another process: skip here too
+        return super().check(update, {**losses, "(on another process)": nan}, nan, where)
 
 
 def build_guard(cfg: CfgNode) -> NonFiniteGuard:
