@@ -19,7 +19,7 @@ from rvsl.utils import comm
 from rvsl.utils.errors import InputError
 
 # A tiny stage run: resnet18 at 32 x 32, no augmentation, no replay pool (so nothing random is drawn
-# per image), in the main process, test batches of 4 so that the 12 test images make 3 shards' worth.
+# per image), in the main process; test batches of 4, so that two processes share the 12 test images 8 + 4.
 TINY = ["MODEL.NAME", "resnet18", "MODEL.DEVICE", "cpu", "MODEL.POOL_SIZE", "0", "INPUT.SIZE_TRAIN", "[32, 32]",
         "INPUT.SIZE_TEST", "[32, 32]", "INPUT.FLIP_PROB", "0.0", "INPUT.RESIZE_RANGE", "[1.0, 1.0]",
         "INPUT.ERASE_PROB", "0.0", "DATALOADER.NUM_WORKERS", "0", "DATALOADER.NUM_INSTANCES", "2",

@@ -218,9 +218,10 @@ def inference_on_dataset(
 ) -> Dict:
     """Reset the evaluators, run ``model`` once per batch (``run_model``), feed them, and merge their results.
 
-    In a distributed run ``loader`` is this process's shard and every process must call this (it gathers
-    the shards' results on rank 0, which evaluates; every process returns the same results). Autocast with ``amp_dtype`` is used on CUDA only (features are float32 regardless); the model's
-    train/eval mode is restored after. Two evaluators returning the same key raise ValueError.
+    Autocast with ``amp_dtype`` is used on CUDA only (features are float32 regardless); the model's
+    train/eval mode is restored after. Two evaluators returning the same key raise ValueError. In a
+    distributed run ``loader`` is this process's shard and every process must call this: the shards'
+    results are gathered on rank 0, which evaluates, and every process returns the same results.
     """
     device = torch.device(device)
     for evaluator in evaluators:
