@@ -5,6 +5,9 @@
 # A stage that already has OUTPUT_ROOT/stageN/checkpoint/last.pth is resumed (a finished one
 # returns at once), so rerunning this script after an interruption continues where it stopped.
 # Extra arguments are config overrides for every stage, e.g.  bash train.sh SOLVER.MAX_EPOCHS 50
+# NPROC=N runs each stage on N GPUs of this machine with torchrun (one process per GPU, each loading
+# NUM_IDENTITIES x NUM_INSTANCES of every global batch); on several machines TORCHRUN_ARGS replaces
+# --standalone, e.g. "--nnodes 2 --node_rank 0 --rdzv_backend c10d --rdzv_endpoint host0:29500 --rdzv_id rvsl".
 set -euo pipefail
 
 CONFIG=${CONFIG:-configs/FVRID.yml}
@@ -12,13 +15,18 @@ DATA_PATH=${DATA_PATH:-Datasets}           # folder holding FVRID_syn, FVRID_cle
 OUTPUT_ROOT=${OUTPUT_ROOT:-output/FVRID}   # stage1/, stage2/, stage3/ go here
 IMAGENET=${IMAGENET:-}                     # optional local ImageNet weights for stage 1
 PYTHON=${PYTHON:-python}
+NPROC=${NPROC:-1}                          # processes (GPUs) per stage; 1: a plain python process
+TORCHRUN_ARGS=${TORCHRUN_ARGS:---standalone}
+
+launcher=("$PYTHON")
+[ "$NPROC" -gt 1 ] && launcher=("$PYTHON" -m torch.distributed.run $TORCHRUN_ARGS --nproc_per_node "$NPROC")
 
 previous=$IMAGENET
 for n in 1 2 3; do
     out=$OUTPUT_ROOT/stage$n
     resume=()
     [ -f "$out/checkpoint/last.pth" ] && resume=(--resume)
-    "$PYTHON" RVSL/stage${n}_trainer.py -c "$CONFIG" "${resume[@]}" MODE.STAGE STAGE$n \
+    "${launcher[@]}" RVSL/stage${n}_trainer.py -c "$CONFIG" "${resume[@]}" MODE.STAGE STAGE$n \
         DATASETS.DATA_PATH "$DATA_PATH" MODEL.PRETRAIN_PATH "$previous" OUTPUT_DIR "$out" "$@"
     previous=$out/checkpoint/best.pth
 done

@@ -119,7 +119,7 @@ def test_nonfinite_losses_are_skipped_then_stop_the_run(tiny_fvrid, tmp_path, ca
 def test_nonfinite_discriminator_alone_stops_the_run(tiny_fvrid, tmp_path, monkeypatch):
     """A NaN from the discriminators only: the model keeps training, the discriminators never update, the run stops."""
     trainer = Trainer(make_cfg(tiny_fvrid, tmp_path, "STAGE1", "SOLVER.MAX_NONFINITE", "3"), torch.device("cpu"))
-    monkeypatch.setattr("rvsl.engine.trainer.discriminator_loss",
+    monkeypatch.setattr("rvsl.engine.distributed.discriminator_loss",
                         lambda disc, real, fake: disc(real).mean() * float("nan"))
     disc_before = params(trainer.discriminators)
     batches = trainer._batches(0)

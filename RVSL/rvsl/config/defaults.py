@@ -34,6 +34,9 @@ _C.MODEL.DEVICE = "auto"
 _C.MODEL.NAME = "resnet50"
 # Stride of the last ResNet stage; the published config uses 2, 1 doubles the last feature map.
 _C.MODEL.LAST_STRIDE = 2
+# Under torchrun with several GPUs: BatchNorm statistics over the global batch of all processes
+# (torch.nn.SyncBatchNorm; CUDA only) instead of each process's share. No effect in a single process.
+_C.MODEL.SYNC_BN = False
 # A local file to start from: an RVSL checkpoint of the previous stage, or an ImageNet state
 # dict of the backbone (torchvision or IBN-Net layout). Empty: random initialisation.
 # Nothing is ever downloaded.

@@ -9,11 +9,12 @@ import torch
 from torch.utils.data import DataLoader
 
 from ..config import CfgNode
+from ..utils import comm
 from ..utils.errors import InputError
 from . import layout
 from .datasets import ImageListDataset, PairDataset, TestDataset, UnlabelledDataset
 from .fvrid import ImageRecord, PairRecord, list_images, pair_twins, relabel, scan_labelled, summarize
-from .samplers import PKBatchSampler, SeededBatches, ShuffleBatchSampler
+from .samplers import InferenceBatchSampler, PKBatchSampler, SeededBatches, ShuffleBatchSampler
 from .transforms import Augment, opencv_single_thread
 
 logger = logging.getLogger(__name__)
@@ -132,6 +133,8 @@ def build_train_loaders(cfg: CfgNode) -> TrainLoaders:
 
     Identities held out by ``VAL.SYN_IDENTITIES`` and real images held out by ``VAL.REAL_IMAGES``
     are left out of training and come back as the validation loaders (each folder is scanned once).
+    In a distributed run each process loads its share of every global batch (see ``samplers``); the
+    held-out real images are not sharded (every process computes the label-free proxies on all of them).
     """
     pairs, held = _syn_train_split(cfg)
     relabelled, mapping = relabel(ImageRecord(p.clear, p.pid, p.camid) for p in pairs)
@@ -140,7 +143,7 @@ def build_train_loaders(cfg: CfgNode) -> TrainLoaders:
     size, augment = tuple(cfg.INPUT.SIZE_TRAIN), augment_from_cfg(cfg)
     try:
         sampler = PKBatchSampler([p.pid for p in pairs], cfg.DATALOADER.NUM_IDENTITIES,
-                                 cfg.DATALOADER.NUM_INSTANCES, cfg.MODE.SEED)
+                                 cfg.DATALOADER.NUM_INSTANCES, cfg.MODE.SEED, *_process())
     except ValueError as exc:
         kept = f" once VAL.SYN_IDENTITIES = {len({p.pid for p in held})} are held out" if held else ""
         raise InputError(f"DATALOADER.NUM_IDENTITIES: {exc}{kept} ({folder(cfg, 'SYN_TRAIN_CLEAR_PATH')})") from exc
@@ -157,7 +160,7 @@ def build_train_loaders(cfg: CfgNode) -> TrainLoaders:
     if real_key is not None:
         paths, held_paths = _real_train_split(cfg, real_key)
         try:
-            real_sampler = ShuffleBatchSampler(len(paths), cfg.DATALOADER.REAL_BATCH_SIZE, cfg.MODE.SEED)
+            real_sampler = ShuffleBatchSampler(len(paths), cfg.DATALOADER.REAL_BATCH_SIZE, cfg.MODE.SEED, *_process())
         except ValueError as exc:
             raise InputError(f"DATALOADER.REAL_BATCH_SIZE: {exc} ({folder(cfg, real_key)})") from exc
         real = make_loader(cfg, UnlabelledDataset(paths, size, augment),
@@ -168,13 +171,27 @@ def build_train_loaders(cfg: CfgNode) -> TrainLoaders:
                                batch_size=cfg.TEST.IMS_PER_BATCH, shuffle=False)
             rows.append((f"{cfg.DATASETS[real_key]} (held-out)", str(len(held_paths)), "unlabelled", "-"))
     _log_table(rows)
+    rank, world_size = _process()
+    if world_size > 1:
+        d = cfg.DATALOADER
+        logger.info("%d processes: each loads %d identities x %d instances%s of every global batch of %d x %d",
+                    world_size, d.NUM_IDENTITIES, d.NUM_INSTANCES, f" and {d.REAL_BATCH_SIZE} real images" if real
+                    else "", world_size * d.NUM_IDENTITIES, d.NUM_INSTANCES)
     return TrainLoaders(syn, real, len(mapping), val_syn, val_real)
+
+
+def _process() -> Tuple[int, int]:
+    """(rank, number of processes) of this run, for the samplers."""
+    return comm.get_rank(), comm.get_world_size()
 
 
 def _test_loader(cfg: CfgNode, query: List[ImageRecord], gallery: List[ImageRecord],
                  twins: Optional[List[str]]) -> Tuple[DataLoader, int]:
+    """Query then gallery in order; in a distributed run, this process's contiguous shard of the batches
+    (``inference_on_dataset`` gathers the evaluators' results of all shards)."""
     dataset = TestDataset(query + gallery, tuple(cfg.INPUT.SIZE_TEST), twins)
-    return make_loader(cfg, dataset, batch_size=cfg.TEST.IMS_PER_BATCH, shuffle=False), len(query)
+    sampler = InferenceBatchSampler(len(dataset), cfg.TEST.IMS_PER_BATCH, *_process())
+    return make_loader(cfg, dataset, batch_sampler=sampler), len(query)
 
 
 def _hazy_records(pairs: Sequence[PairRecord]) -> List[ImageRecord]:

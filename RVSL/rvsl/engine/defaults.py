@@ -11,6 +11,7 @@ import torch
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from ..config import CfgNode, load_config
+from ..utils import comm
 from ..utils.errors import InputError
 from ..utils.logger import setup_logger
 from ..utils.misc import resolve_device, seed_everything
@@ -39,18 +40,30 @@ def default_argument_parser(description: str, training: bool = True,
 
 
 def default_setup(cfg: CfgNode) -> torch.device:
-    """Create OUTPUT_DIR, log to console and ``log.txt``, write ``config.yaml``, seed, pick the device."""
+    """Pick the device, join torchrun's process group if launched by it, create OUTPUT_DIR, log to console and
+    ``log.txt``, write ``config.yaml``, seed.
+
+    Under torchrun only rank 0 writes (the folder, ``log.txt``, ``config.yaml``) and logs below WARNING;
+    ``MODEL.DEVICE`` auto or cuda means each process's own GPU, ``cuda:LOCAL_RANK``. Every process gets
+    the same seed, so the networks start alike and the random streams stay in step across processes.
+    """
+    device = comm.process_device(resolve_device(cfg.MODEL.DEVICE))
+    comm.init_process_group(device)
+    main = comm.is_main_process()
     output_dir = Path(cfg.OUTPUT_DIR)
-    try:
-        output_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise InputError(f"OUTPUT_DIR {output_dir} cannot be made a folder ({exc.strerror})") from exc
-    setup_logger(str(output_dir))
-    device = resolve_device(cfg.MODEL.DEVICE)
+    if main:
+        try:
+            output_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise InputError(f"OUTPUT_DIR {output_dir} cannot be made a folder ({exc.strerror})") from exc
+    setup_logger(str(output_dir) if main else None, level=logging.INFO if main else logging.WARNING)
     logger.info("command: %s", " ".join(sys.argv))
-    logger.info("torch %s, device %s, %d CPU threads", torch.__version__, device, torch.get_num_threads())
-    (output_dir / "config.yaml").write_text(cfg.dump(), encoding="utf-8")
-    logger.info("merged config written to %s", output_dir / "config.yaml")
+    world_size = comm.get_world_size()
+    processes = f"; {world_size} processes (torchrun): rank 0 logs and writes" if world_size > 1 else ""
+    logger.info("torch %s, device %s, %d CPU threads%s", torch.__version__, device, torch.get_num_threads(), processes)
+    if main:
+        (output_dir / "config.yaml").write_text(cfg.dump(), encoding="utf-8")
+        logger.info("merged config written to %s", output_dir / "config.yaml")
     seed_everything(cfg.MODE.SEED, cfg.MODE.DETERMINISTIC)
     return device
 
@@ -76,4 +89,6 @@ def launch(main: Callable[[CfgNode, argparse.Namespace], None], description: str
             raise
         logger.error("error: %s", exc)
         return 2 if isinstance(exc, InputError) else 1
+    finally:
+        comm.destroy_process_group()
     return 0

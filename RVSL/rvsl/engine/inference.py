@@ -9,6 +9,7 @@ from ..config import CfgNode
 from ..data.build import build_test_loader
 from ..evaluation import (DatasetEvaluator, ImageQualityEvaluator, PictureEvaluator, ReIDEvaluator, RerankParams,
                           inference_on_dataset)
+from ..utils import comm
 from ..utils.io import write_json
 from ..utils.misc import amp_dtype
 from .defaults import default_setup
@@ -48,6 +49,7 @@ def run_inference(cfg: CfgNode, args: argparse.Namespace) -> Dict:
     logger.info("%s on %s:\n%s", cfg.TEST.WEIGHT, cfg.TEST.DATA, format_metrics(metrics))
     result = {"test_set": cfg.TEST.DATA, "weight": cfg.TEST.WEIGHT, "stage": info["stage"],
               "epoch": info["epoch"], "distance": test.DISTANCE, "rerank": test.RERANK, **metrics}
-    write_json(Path(cfg.OUTPUT_DIR) / "metrics.json", result)
-    logger.info("metrics written to %s", Path(cfg.OUTPUT_DIR) / "metrics.json")
+    if comm.is_main_process():  # under torchrun every process has the same results
+        write_json(Path(cfg.OUTPUT_DIR) / "metrics.json", result)
+        logger.info("metrics written to %s", Path(cfg.OUTPUT_DIR) / "metrics.json")
     return result

@@ -15,7 +15,7 @@ from ..config import CfgNode
 from ..data import layout
 from ..losses import (consistency_loss, cr_loss, dcp_loss, lsgan_loss, midc_loss, reid_loss, translation_loss,
                       tv_loss)
-from ..modeling.rvsl_model import OTHER
+from ..modeling.rvsl_model import DOMAINS, OTHER
 
 Losses = Dict[str, Tensor]
 # The image domain (the branch that reads them) of each unsupervised stage's real images, from the layout.
@@ -127,6 +127,11 @@ class UnsupervisedStep(StageStep):
             f"real_adv_{other}": w.REAL_ADV * adv_term,
         })
         return StepResult(losses, [pair])
+
+
+def adversarial_domains(stage: str) -> Tuple[str, ...]:
+    """The domains whose discriminators ``stage`` trains: both in stage 1, the real images' other domain after."""
+    return DOMAINS if stage == "STAGE1" else (OTHER[REAL_DOMAIN[stage]],)
 
 
 def build_step(cfg: CfgNode, model: nn.Module, discriminators: nn.Module) -> StageStep:

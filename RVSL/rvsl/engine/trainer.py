@@ -17,22 +17,22 @@ from ..config import CfgNode, config_from_dict, config_to_dict
 from ..data.build import STAGE_TEST_SET, TrainLoaders, build_test_loader, build_train_loaders, test_set_available
 from ..data.check import startup_check
 from ..evaluation import inference_on_dataset, real_proxies
-from ..losses import discriminator_loss
 from ..modeling import (DOMAINS, ImagePool, build_discriminators, build_model, compile_networks, load_backbone_weights,
                         load_matching_state)
 from ..modeling.reference import is_reference_state
+from ..utils import comm
 from ..utils.errors import InputError
 from ..utils.io import safe_load
 from ..utils.misc import amp_dtype, autocast, to_device
 from .checkpoint import Checkpointer, is_rvsl_checkpoint, load_checkpoint
 from .defaults import default_setup
-from .guard import NonFiniteGuard
+from .distributed import DiscriminatorLoss, StepModule, accumulating, build_guard, convert_sync_batchnorm, wrap
 from .hooks import BestMetricHook, CheckpointHook, EvalHook, HistoryHook, TensorBoardHook
 from .inference import build_evaluators
 from .model_io import load_reference_weights
 from .report import format_metrics
 from .solver import build_lr_schedulers, build_optimizers, step_schedulers
-from .stages import REAL_DOMAIN, build_step
+from .stages import REAL_DOMAIN, adversarial_domains, build_step
 from .tensorboard import TensorBoardWriter
 
 logger = logging.getLogger(__name__)
@@ -45,6 +45,10 @@ class Trainer:
 
     Everything a resumed run needs is named once, in :attr:`checkpointer`; saving and resuming loop
     over it. End-of-epoch work (validation, best epoch, history, checkpoints) is done by hooks.
+
+    Under ``torchrun`` every process builds the same trainer on its share of each batch; the two updates'
+    loss modules are wrapped in DistributedDataParallel, every process validates (on its shard of the
+    test sets), and only rank 0 runs the hooks that write (best epoch, history, checkpoints, TensorBoard).
     """
 
     def __init__(self, cfg: CfgNode, device: torch.device):
@@ -55,7 +59,8 @@ class Trainer:
         self.accum_steps = cfg.SOLVER.ACCUM_STEPS
         self.loaders, self.test = self.build_data(cfg)
 
-        self.model = build_model(cfg, self.loaders.num_classes).to(device)
+        # SyncBatchNorm (MODEL.SYNC_BN, several processes) replaces the layers in place, before anything holds them
+        self.model = convert_sync_batchnorm(cfg, build_model(cfg, self.loaders.num_classes).to(device), device)
         self.discriminators = build_discriminators(cfg).to(device)
         self.channels_last = cfg.MODEL.CHANNELS_LAST and device.type == "cuda"
         if self.channels_last:
@@ -73,11 +78,16 @@ class Trainer:
                     self.accum_steps)
         self.scalers = {name: torch.amp.GradScaler(device.type, enabled=self.amp_dtype == torch.float16)
                         for name in self.optimizers}
-        self.guard = NonFiniteGuard(cfg.SOLVER.MAX_NONFINITE)
+        self.guard = build_guard(cfg)
         self.step = build_step(cfg, self.model, self.discriminators)
-        self.hooks = [EvalHook(cfg.SOLVER.EVAL_PERIOD, self.validate), BestMetricHook(cfg.SOLVER.BEST_METRIC),
-                      HistoryHook(self.output_dir, cfg.MODE.STAGE), CheckpointHook(),  # in this order
-                      TensorBoardHook(TensorBoardWriter(self.output_dir), self._strip_images())]
+        # What each update calls: under torchrun, in DDP (single process: the step itself, unwrapped)
+        self.step_module = wrap(StepModule(self.model, self.step), device)
+        self.disc_loss = wrap(DiscriminatorLoss(self.discriminators, self.pools, adversarial_domains(cfg.MODE.STAGE)),
+                              device)
+        self.hooks = [EvalHook(cfg.SOLVER.EVAL_PERIOD, self.validate)]  # every process validates
+        if comm.is_main_process():  # the hooks that write, in this order
+            self.hooks += [BestMetricHook(cfg.SOLVER.BEST_METRIC), HistoryHook(self.output_dir, cfg.MODE.STAGE),
+                           CheckpointHook(), TensorBoardHook(TensorBoardWriter(self.output_dir), self._strip_images())]
         self.checkpointer = Checkpointer(self.output_dir / "checkpoint", {
             "model": self.model,
             "discriminators": self.discriminators,
@@ -204,29 +214,29 @@ class Trainer:
             optimizer.zero_grad(set_to_none=True)
         self.discriminators.requires_grad_(False)
         results = []
-        for batch in micro_batches:
-            batch = to_device(batch, self.device, self.channels_last)
-            with autocast(self.device, self.amp_dtype):
-                result = self.step(batch)
-            total = sum(result.losses.values())
-            if not self.guard.check("model", result.losses, total, where):
-                return {}, {}
-            self._backward("model", total)
+        for number, batch in enumerate(micro_batches):
+            with accumulating(self.step_module, number < len(micro_batches) - 1):
+                batch = to_device(batch, self.device, self.channels_last)
+                with autocast(self.device, self.amp_dtype):
+                    result = self.step_module(batch)
+                total = sum(result.losses.values())
+                if not self.guard.check("model", result.losses, total, where):
+                    return {}, {}
+                self._backward("model", total)
             results.append(result)
         self._step("model")
         step_schedulers(self.schedulers, self.cfg.SOLVER.WARMUP_UNIT, end_of_epoch=False)
 
         self.discriminators.requires_grad_(True)
         disc_losses = []
-        for result in results:
-            with autocast(self.device, self.amp_dtype):
-                losses = {f"D_{pair.domain}": discriminator_loss(self.discriminators[pair.domain], pair.real,
-                                                                 self.pools[pair.domain].query(pair.generated))
-                          for pair in result.adversarial}
-            disc_total = sum(losses.values())
-            if not self.guard.check("disc", losses, disc_total, where):
-                return _mean([r.losses for r in results]), {}
-            self._backward("disc", disc_total)
+        for number, result in enumerate(results):
+            with accumulating(self.disc_loss, number < len(results) - 1):
+                with autocast(self.device, self.amp_dtype):
+                    losses = self.disc_loss(result.adversarial)
+                disc_total = sum(losses.values())
+                if not self.guard.check("disc", losses, disc_total, where):
+                    return _mean([r.losses for r in results]), {}
+                self._backward("disc", disc_total)
             disc_losses.append(losses)
         self._step("disc")
         return _mean([r.losses for r in results]), _mean(disc_losses)
@@ -296,6 +306,7 @@ class Trainer:
         for epoch in range(self.start_epoch, self.max_epochs):
             start = time.perf_counter()
             losses, disc_losses = self.train_epoch(epoch)
+            comm.broadcast_buffers(self.model)  # rank 0's BatchNorm statistics, for validation and the checkpoint
             step_schedulers(self.schedulers, cfg.SOLVER.WARMUP_UNIT, end_of_epoch=True)
             seconds = time.perf_counter() - start
             logger.info("epoch %d/%d done in %.1f s  %s", epoch + 1, self.max_epochs, seconds,

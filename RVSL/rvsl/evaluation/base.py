@@ -1,6 +1,6 @@
 """The evaluator shape shared by ReID metrics, image quality and pictures (fast-reid's DatasetEvaluator)."""
 
-from typing import Dict, FrozenSet, Mapping
+from typing import Any, Dict, FrozenSet, Mapping, Sequence
 
 import torch
 
@@ -12,6 +12,9 @@ class DatasetEvaluator:
     """The evaluator shape: ``reset``, ``process(batch, outputs)`` per batch, then ``evaluate`` -> dict.
 
     ``needs(batch)`` names the generator images (of ``IMAGE_OUTPUTS``) that batch's outputs must carry.
+    In a distributed run each process processes its shard of the test set; ``state`` and ``load_states``
+    let ``inference_on_dataset`` hand every shard's per-image results to rank 0, which evaluates. An
+    evaluator without them (the default) evaluates rank 0's shard alone.
     """
 
     def needs(self, batch: Mapping) -> FrozenSet[str]:
@@ -28,3 +31,10 @@ class DatasetEvaluator:
     def evaluate(self) -> Dict:
         """Results over the batches processed since the last reset (merged into one dict by the driver)."""
         raise NotImplementedError
+
+    def state(self) -> Any:
+        """Per-image results processed so far, picklable, tensors on the CPU, never images (None: none to gather)."""
+        return None
+
+    def load_states(self, states: Sequence[Any]) -> None:
+        """Replace the processed results by ``states`` (from :meth:`state`) of every process, in rank order."""

@@ -6,12 +6,17 @@ image otherwise), "pid", "camid", "path" and, on the synthetic set, "twin" (the 
 Outputs are "clear" and "hazy" (float32 BN features of the two branches: the clear branch reads the twin
 when there is one, the image otherwise; the hazy branch reads the image) plus, only when an evaluator
 asks for them (``needs(batch)``), the generator images named in ``base.IMAGE_OUTPUTS``.
+
+In a distributed run every process runs the model on its own shard of the test set (the loaders of
+``rvsl.data.build`` are sharded: contiguous runs of whole batches); ``inference_on_dataset`` then gathers
+the evaluators' per-image results on rank 0 in rank order, which is the one-process order, evaluates
+there, and gives every process the same results.
 """
 
 import logging
 import time
 from pathlib import Path
-from typing import Dict, FrozenSet, Iterable, List, Mapping, NamedTuple, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, FrozenSet, Iterable, List, Mapping, NamedTuple, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -19,6 +24,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from ..modeling.rvsl_model import DOMAINS as BRANCHES
+from ..utils import comm
 from ..utils.misc import autocast
 from .base import DatasetEvaluator
 from .distance import METRICS, compute_distance
@@ -103,6 +109,22 @@ class ReIDEvaluator(DatasetEvaluator):
         self._camids.append(camids)
         if paths is not None:
             self._paths.extend(str(p) for p in paths)
+
+    def state(self) -> Dict[str, Any]:
+        """Features (moved to the CPU), identities, cameras and paths of the rows processed so far."""
+        return {"feats": {name: torch.cat(feats).cpu() for name, feats in self._feats.items()},
+                "pids": self._pids, "camids": self._camids, "paths": self._paths}
+
+    def load_states(self, states: Sequence[Dict[str, Any]]) -> None:
+        """Take the rows of every process's :meth:`state` in order; features go to this process's feature device."""
+        device = next((feats[0].device for feats in self._feats.values()), torch.device("cpu"))
+        self.reset()
+        for state in states:
+            for name, feat in state["feats"].items():
+                self._feats.setdefault(name, []).append(feat.to(device))
+            self._pids += state["pids"]
+            self._camids += state["camids"]
+            self._paths += state["paths"]
 
     def features(self, name: str) -> torch.Tensor:
         """All rows of one branch's features ("clear", "hazy" or "fusion")."""
@@ -197,7 +219,9 @@ def inference_on_dataset(
     """Reset the evaluators, run ``model`` once per batch (``run_model``), feed them, and merge their results.
 
     Autocast with ``amp_dtype`` is used on CUDA only (features are float32 regardless); the model's
-    train/eval mode is restored after. Two evaluators returning the same key raise ValueError.
+    train/eval mode is restored after. Two evaluators returning the same key raise ValueError. In a
+    distributed run ``loader`` is this process's shard and every process must call this: the shards'
+    results are gathered on rank 0, which evaluates, and every process returns the same results.
     """
     device = torch.device(device)
     for evaluator in evaluators:
@@ -215,7 +239,26 @@ def inference_on_dataset(
                 num_images += int(batch["img"].shape[0])
     finally:
         model.train(was_training)
-    logger.info("ran the model on %d images in %.1f s", num_images, time.perf_counter() - start)
+    shard = f" (process {comm.get_rank()} of {comm.get_world_size()})" if comm.get_world_size() > 1 else ""
+    logger.info("ran the model on %d images%s in %.1f s", num_images, shard, time.perf_counter() - start)
+    if comm.get_world_size() == 1:
+        return _evaluate(evaluators)
+    _gather_states(evaluators)
+    return comm.broadcast(_evaluate(evaluators) if comm.is_main_process() else None)
+
+
+def _gather_states(evaluators: Sequence[DatasetEvaluator]) -> None:
+    """Give rank 0's evaluators the per-image results of every process's shard, in rank order."""
+    states = comm.gather([evaluator.state() for evaluator in evaluators])
+    if states is None:  # not rank 0
+        return
+    for evaluator, shards in zip(evaluators, zip(*states)):
+        if shards[0] is not None:
+            evaluator.load_states(shards)
+
+
+def _evaluate(evaluators: Sequence[DatasetEvaluator]) -> Dict:
+    """Every evaluator's results merged into one dict; two giving the same key raise ValueError."""
     results: Dict = {}
     for evaluator in evaluators:
         part = evaluator.evaluate()

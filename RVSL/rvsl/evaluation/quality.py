@@ -2,7 +2,7 @@
 scores the generators with them on batches that carry a clear twin."""
 
 import logging
-from typing import Dict, FrozenSet, Mapping
+from typing import Dict, FrozenSet, List, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -78,37 +78,45 @@ class ImageQualityEvaluator(DatasetEvaluator):
     """Mean PSNR and SSIM of dehaze G_C(E_H(img)) vs the clear twin and rehaze G_H(E_C(twin)) vs img.
 
     Only batches with a "twin" count (the synthetic set); ``evaluate`` gives {"quality": {QUALITY_KEYS}},
-    or {} when no batch had a twin.
+    or {} when no batch had a twin. The per-image scores are kept (on the CPU), so that the shards of a
+    distributed run can be gathered and averaged exactly as one process would.
     """
 
     def __init__(self) -> None:
         self.reset()
 
     def reset(self) -> None:
-        """Zero the sums."""
-        self._sums = {key: 0.0 for key in QUALITY_KEYS}
-        self._count = 0
+        """Forget the scores."""
+        self._scores: Dict[str, List[torch.Tensor]] = {key: [] for key in QUALITY_KEYS}
 
     def needs(self, batch: Mapping) -> FrozenSet[str]:
         """Dehazed and re-hazed images, for batches with a twin only."""
         return frozenset({"dehazed", "rehazed"}) if "twin" in batch else frozenset()
 
     def process(self, batch: Mapping, outputs: Mapping[str, torch.Tensor]) -> None:
-        """Add the per-image scores of a batch with a twin; other batches are ignored."""
+        """Keep the per-image scores of a batch with a twin; other batches are ignored."""
         if "twin" not in batch:
             return
         dehazed, rehazed = outputs["dehazed"], outputs["rehazed"]
         img, twin = batch["img"].to(dehazed.device), batch["twin"].to(dehazed.device)
         for key, value in (("dehaze_psnr", psnr(dehazed, twin)), ("dehaze_ssim", ssim(dehazed, twin)),
                            ("rehaze_psnr", psnr(rehazed, img)), ("rehaze_ssim", ssim(rehazed, img))):
-            self._sums[key] += float(value.sum())
-        self._count += int(img.shape[0])
+            self._scores[key].append(value.detach().float().cpu())
+
+    def state(self) -> Dict[str, List[torch.Tensor]]:
+        """The per-image scores so far (CPU tensors, one per batch)."""
+        return self._scores
+
+    def load_states(self, states: Sequence[Dict[str, List[torch.Tensor]]]) -> None:
+        """Take the scores of every process's :meth:`state`, in order."""
+        self._scores = {key: [scores for state in states for scores in state[key]] for key in QUALITY_KEYS}
 
     def evaluate(self) -> Dict[str, Dict[str, float]]:
         """{"quality": means over the images with a twin}, or {} if there were none."""
-        if not self._count:
+        if not self._scores[QUALITY_KEYS[0]]:
             return {}
-        means = {key: total / self._count for key, total in self._sums.items()}
-        logger.debug("image quality over %d images: %s", self._count,
+        scores = {key: torch.cat(parts).double() for key, parts in self._scores.items()}
+        means = {key: float(values.mean()) for key, values in scores.items()}
+        logger.debug("image quality over %d images: %s", scores[QUALITY_KEYS[0]].numel(),
                      ", ".join(f"{k} {v:.4f}" for k, v in means.items()))
         return {"quality": means}

@@ -13,10 +13,10 @@ _FORMAT = "%(asctime)s %(name)s %(levelname)s: %(message)s"
 _DATEFMT = "%m/%d %H:%M:%S"
 
 
-def setup_logger(output_dir: Optional[str] = None, name: str = "rvsl") -> logging.Logger:
-    """INFO to the console (added once), and to ``output_dir/log.txt`` (appended; replaces an earlier log file)."""
+def setup_logger(output_dir: Optional[str] = None, name: str = "rvsl", level: int = logging.INFO) -> logging.Logger:
+    """``level`` and up to the console (added once) and to ``output_dir/log.txt`` (appended; replaces an old one)."""
     logger = logging.getLogger(name)
-    logger.setLevel(logging.INFO)
+    logger.setLevel(level)
     logger.propagate = False
     formatter = logging.Formatter(_FORMAT, datefmt=_DATEFMT)
     if not logger.handlers:
