@@ -13,7 +13,7 @@ from rvsl.engine.checkpoint import load_checkpoint, save_checkpoint
 from rvsl.engine.guard import TrainingStopped
 from rvsl.engine.solver import build_lr_schedulers, build_optimizers, step_schedulers
 from rvsl.engine.stages import SupervisedStep, UnsupervisedStep
-from rvsl.engine.trainer import Trainer
+from rvsl.engine.trainer import GRAD_SCALE_START, Trainer
 from rvsl.losses import dcp_loss
 from rvsl.utils.errors import InputError
 from rvsl.utils.io import safe_load
@@ -293,3 +293,21 @@ def test_gradient_accumulation_averages_the_micro_batches(tiny_fvrid, tmp_path, 
         torch.testing.assert_close(grad, (single[0][name] + single[1][name]) / 2, rtol=1e-4, atol=1e-6)
     # one epoch counts iterations of two batches
     assert len(list(trainer._iterations(0))) == len(list(trainer._batches(0))) // 2
+
+
+def test_fp16_gradient_scaler_start_lets_stage3_update(tiny_fvrid, tmp_path):
+    """fp16 (emulated with CPU autocast): from the trainer's first loss scale, stage 3 updates within 3 steps
+    (from torch's default 2**16 the first 8 were skipped)."""
+    torch.manual_seed(0)
+    trainer = Trainer(make_cfg(tiny_fvrid, tmp_path, "STAGE3"), torch.device("cpu"))
+    scaler, optimizer = torch.amp.GradScaler("cpu", init_scale=GRAD_SCALE_START), trainer.optimizers["model"]
+    before = params(trainer.model)
+    batches = (batch for epoch in range(3) for batch in trainer._batches(epoch))
+    for _ in range(3):
+        optimizer.zero_grad()
+        with torch.autocast("cpu", dtype=torch.float16):
+            losses = trainer.step(to_device(next(batches), torch.device("cpu"))).losses
+        scaler.scale(sum(losses.values())).backward()
+        scaler.step(optimizer)
+        scaler.update()
+    assert any(not torch.equal(before[k], v) for k, v in params(trainer.model).items())
