@@ -29,7 +29,7 @@ import logging
 import tempfile
 import time
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Callable, Dict, List, Optional
 
 import torch
 
@@ -63,6 +63,7 @@ class RandomDataTrainer(Trainer):
     """The trainer without data: no loaders, no test set, a fixed number of identities."""
 
     def build_data(self, cfg):
+        """No loaders and no test set: batches are made by :func:`random_batch`."""
         return TrainLoaders(syn=None, real=None, num_classes=NUM_CLASSES), None
 
 
@@ -89,11 +90,13 @@ def images_per_batch(cfg, stage: str) -> int:
 
 
 def synchronize(device: torch.device) -> None:
+    """Wait for the GPU's queued work (nothing to wait for on the CPU)."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
 
 def reset_peak(device: torch.device) -> None:
+    """Free what the previous setting left and restart the GPU's peak-memory count."""
     gc.collect()
     if device.type == "cuda":
         torch.cuda.empty_cache()
@@ -101,7 +104,18 @@ def reset_peak(device: torch.device) -> None:
 
 
 def peak_gb(device: torch.device) -> Optional[float]:
+    """Peak GPU memory allocated since :func:`reset_peak`, in GB; None on the CPU."""
     return torch.cuda.max_memory_allocated(device) / 1e9 if device.type == "cuda" else None
+
+
+def seconds_per_run(run: Callable[[int], None], iters: int, warmup: int, device: torch.device) -> float:
+    """Mean seconds of one of ``iters`` timed ``run``s after ``warmup`` untimed ones, the device drained around."""
+    run(warmup)
+    synchronize(device)
+    start = time.perf_counter()
+    run(iters)
+    synchronize(device)
+    return (time.perf_counter() - start) / iters
 
 
 def time_training(cfg, stage: str, setting: str, device: torch.device, iters: int, warmup: int) -> Dict:
@@ -119,17 +133,12 @@ def time_training(cfg, stage: str, setting: str, device: torch.device, iters: in
 
         def run(count: int) -> None:
             for i in range(count):
-                start = (i % 2) * cfg.SOLVER.ACCUM_STEPS
-                losses, disc_losses = trainer.train_iteration(batches[start:start + cfg.SOLVER.ACCUM_STEPS])
+                first = (i % 2) * cfg.SOLVER.ACCUM_STEPS
+                losses, disc_losses = trainer.train_iteration(batches[first:first + cfg.SOLVER.ACCUM_STEPS])
                 if sync_each_step:
                     [value.item() for value in {**losses, **disc_losses}.values()]
 
-        run(warmup)
-        synchronize(device)
-        start = time.perf_counter()
-        run(iters)
-        synchronize(device)
-        seconds = (time.perf_counter() - start) / iters
+        seconds = seconds_per_run(run, iters, warmup, device)
         del trainer, batches
     images = images_per_batch(cfg, stage) * cfg.SOLVER.ACCUM_STEPS
     return {"stage": stage, "setting": setting, "step_s": seconds, "images_per_s": images / seconds,
@@ -154,12 +163,7 @@ def time_extraction(cfg, setting: str, device: torch.device, iters: int, warmup:
             for _ in range(count):
                 model(to_device(batch, device, channels_last), "hazy")
 
-    run(warmup)
-    synchronize(device)
-    start = time.perf_counter()
-    run(iters)
-    synchronize(device)
-    seconds = (time.perf_counter() - start) / iters
+    seconds = seconds_per_run(run, iters, warmup, device)
     return {"stage": "extract", "setting": setting, "step_s": seconds, "images_per_s": batch_size / seconds,
             "peak_gb": peak_gb(device)}
 

@@ -19,6 +19,7 @@ from rvsl.data.samplers import PKBatchSampler, ShuffleBatchSampler
 from rvsl.data.transforms import Augment, joint_augment, read_image
 from rvsl.haze import sample_haze_params, synthesize
 from rvsl.utils.errors import InputError
+from rvsl.utils.misc import to_device
 
 
 FILL = (0.4914, 0.4822, 0.4465)
@@ -374,3 +375,13 @@ def test_augmentation_does_not_depend_on_workers(tiny_fvrid, stage, loader):
     for single, parallel in zip(*epochs):
         assert all(torch.equal(a, b) for a, b in zip(single, parallel))
     assert not torch.equal(epochs[0][0][0], epochs[0][1][0])  # another epoch, other draws
+
+
+def test_uint8_batches_become_unit_floats_on_the_device():
+    """to_device scales uint8 images to [0, 1] (other dtypes untouched) and lays 4-D batches out channels-last."""
+    images = torch.randint(0, 256, (2, 3, 4, 5), dtype=torch.uint8)
+    batch = to_device({"img": images, "pid": torch.tensor([3, 4]), "path": ["a", "b"]}, torch.device("cpu"),
+                      channels_last=True)
+    assert batch["img"].dtype == torch.float32 and torch.equal(batch["img"] * 255, images.float())
+    assert batch["img"].is_contiguous(memory_format=torch.channels_last)
+    assert batch["pid"].dtype == torch.int64 and batch["path"] == ["a", "b"]

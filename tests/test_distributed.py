@@ -260,3 +260,16 @@ def test_stage3_epoch_in_two_processes(tiny_fvrid, tmp_path):
     assert any(not torch.equal(rank0["model"][k], rank0["initial"][k]) for k in rank0["initial"])
     saved = torch.load(out / "run" / "checkpoint" / "last.pth", weights_only=True)
     assert saved["epoch"] == 1 and all(torch.equal(saved["model"][k], rank0["model"][k]) for k in rank0["model"])
+
+
+def test_gradient_accumulation_in_two_processes(tiny_fvrid, tmp_path):
+    """SOLVER.ACCUM_STEPS 2 under DDP (gradients all-reduced once per update, in its last micro-batch): both
+    processes end alike, and like one process with the global micro-batches (the setting and tolerance of
+    test_two_processes_train_like_one_with_the_global_batch; model weights)."""
+    opts = ["DATASETS.DATA_PATH", str(tiny_fvrid), "LOSS.TRIPLET_MARGIN", "-1000.0", "SOLVER.ACCUM_STEPS", "2"]
+    (rank0, rank1), _, _ = run_driver(tmp_path, "two", 2, "STAGE1", *opts, "DATALOADER.NUM_IDENTITIES", "2",
+                                      mode="freeze-bn")
+    (one,), _, _ = run_driver(tmp_path, "one", 1, "STAGE1", *opts, "DATALOADER.NUM_IDENTITIES", "4", mode="freeze-bn")
+    assert all(torch.equal(rank0["model"][k], rank1["model"][k]) for k in rank0["model"])
+    assert any(not torch.equal(one["model"][k], one["initial"][k]) for k in one["initial"])  # it did update
+    assert relative_change_error(rank0["model"], one["model"], one["initial"]) < 1e-2
