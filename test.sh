@@ -14,4 +14,5 @@ for data in SYN REAL_CLEAR REAL_FOGGY; do
     "$PYTHON" RVSL/inference.py -t -c "$CONFIG" DATASETS.DATA_PATH "$DATA_PATH" TEST.DATA $data \
         TEST.WEIGHT "$WEIGHT" OUTPUT_DIR "$OUTPUT_ROOT/$data" "$@"
 done
-"$PYTHON" -m rvsl.engine.report "$OUTPUT_ROOT"/{SYN,REAL_CLEAR,REAL_FOGGY}/metrics.json
+"$PYTHON" -c 'import sys; from rvsl.engine.report import metrics_table; print(metrics_table(sys.argv[1:]))' \
+    "$OUTPUT_ROOT"/{SYN,REAL_CLEAR,REAL_FOGGY}/metrics.json

@@ -283,10 +283,14 @@ def test_gradient_accumulation_averages_the_micro_batches(tiny_fvrid, tmp_path, 
         trainer.model.zero_grad()
         sum(trainer.step(batch).losses.values()).backward()
         single.append({n: p.grad.clone() for n, p in trainer.model.named_parameters() if p.grad is not None})
-    captured = {}
-    monkeypatch.setattr(trainer, "_step", lambda name: captured.setdefault(name, {
-        n: p.grad.clone() for n, p in (trainer.model if name == "model" else trainer.discriminators).named_parameters()
-        if p.grad is not None}))
+    captured, apply = {}, trainer._step
+
+    def capture_then_apply(name):
+        module = trainer.model if name == "model" else trainer.discriminators
+        captured[name] = {n: p.grad.clone() for n, p in module.named_parameters() if p.grad is not None}
+        apply(name)
+
+    monkeypatch.setattr(trainer, "_step", capture_then_apply)
     values, disc_values = trainer.train_iteration(batches)
     assert set(captured) == {"model", "disc"} and values and disc_values
     for name, grad in captured["model"].items():

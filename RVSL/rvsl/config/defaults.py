@@ -53,7 +53,8 @@ _C.MODEL.CHANNELS_LAST = True
 # Activation checkpointing (torch.utils.checkpoint): recompute activations in the backward pass instead
 # of storing them, trading compute for GPU memory. "none"; "generators": the generators' blocks, whose
 # full-resolution activations are the largest; "all": also the ResNet stages. BatchNorm running
-# statistics of a recomputed block see each batch twice.
+# statistics of a recomputed block see each batch twice. Measured at the published setting on an H100
+# (README): peak 20.7 / 29.2 GB in stages 1 / 3 with "none", 12.0 / 13.8 GB with "all".
 _C.MODEL.ACTIVATION_CHECKPOINT = "none"
 
 # ---------------------------------------------------------------------------- #

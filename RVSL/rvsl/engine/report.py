@@ -1,9 +1,7 @@
 """Metrics as text: one evaluation (:func:`format_metrics`), or a table of several ``metrics.json`` files
-(``python -m rvsl.engine.report FILE...``, as ``test.sh`` prints)."""
+(:func:`metrics_table`, which ``test.sh`` prints)."""
 
 import json
-import logging
-import sys
 from typing import Dict, List, Sequence
 
 COLUMNS = ("mAP", "rank1", "rank5", "rank10", "mINP")
@@ -34,7 +32,3 @@ def metrics_table(paths: Sequence[str]) -> str:
         rows += _rows(result, f"{result['test_set']:<11} ")
     return "\n".join(rows)
 
-
-if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    logging.getLogger(__name__).info("%s", metrics_table(sys.argv[1:]))
