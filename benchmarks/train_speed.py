@@ -37,7 +37,7 @@ from rvsl.config import load_config
 from rvsl.data.build import TrainLoaders
 from rvsl.engine.trainer import Trainer
 from rvsl.modeling import build_model
-from rvsl.utils.misc import amp_dtype, autocast, resolve_device, seed_everything, to_device
+from rvsl.utils.misc import amp_dtype, autocast, channels_last, resolve_device, seed_everything, to_device
 
 ROOT = Path(__file__).resolve().parents[1]
 SETTINGS: Dict[str, List[str]] = {
@@ -150,9 +150,7 @@ def time_extraction(cfg, setting: str, device: torch.device, iters: int, warmup:
     seed_everything(0)
     reset_peak(device)
     model = build_model(cfg, NUM_CLASSES).to(device).eval()
-    channels_last = cfg.MODEL.CHANNELS_LAST and device.type == "cuda"
-    if channels_last:
-        model.to(memory_format=torch.channels_last)
+    nhwc = channels_last(cfg.MODEL.CHANNELS_LAST, device, model)
     height, width = cfg.INPUT.SIZE_TEST
     batch = torch.randint(0, 256, (batch_size, 3, height, width), dtype=torch.uint8)
     batch = batch.pin_memory() if torch.cuda.is_available() else batch
@@ -161,7 +159,7 @@ def time_extraction(cfg, setting: str, device: torch.device, iters: int, warmup:
     def run(count: int) -> None:
         with torch.no_grad(), autocast(device, dtype):
             for _ in range(count):
-                model(to_device(batch, device, channels_last), "hazy")
+                model(to_device(batch, device, nhwc), "hazy")
 
     seconds = seconds_per_run(run, iters, warmup, device)
     return {"stage": "extract", "setting": setting, "step_s": seconds, "images_per_s": batch_size / seconds,

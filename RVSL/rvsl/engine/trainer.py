@@ -23,7 +23,7 @@ from ..modeling.reference import is_reference_state
 from ..utils import comm
 from ..utils.errors import InputError
 from ..utils.io import safe_load
-from ..utils.misc import amp_dtype, autocast, to_device
+from ..utils.misc import amp_dtype, autocast, channels_last, to_device
 from .checkpoint import Checkpointer, is_rvsl_checkpoint, load_checkpoint
 from .defaults import default_setup
 from .distributed import DiscriminatorLoss, StepModule, accumulating, build_guard, convert_sync_batchnorm, wrap
@@ -67,10 +67,7 @@ class Trainer:
         # SyncBatchNorm (MODEL.SYNC_BN, several processes) replaces the layers in place, before anything holds them
         self.model = convert_sync_batchnorm(cfg, build_model(cfg, self.loaders.num_classes).to(device), device)
         self.discriminators = build_discriminators(cfg).to(device)
-        self.channels_last = cfg.MODEL.CHANNELS_LAST and device.type == "cuda"
-        if self.channels_last:
-            for module in (self.model, self.discriminators):
-                module.to(memory_format=torch.channels_last)
+        self.channels_last = channels_last(cfg.MODEL.CHANNELS_LAST, device, self.model, self.discriminators)
         if cfg.SOLVER.COMPILE:
             compile_networks(self.model, self.discriminators)
         self.pools = {d: ImagePool(cfg.MODEL.POOL_SIZE) for d in DOMAINS}
@@ -250,7 +247,11 @@ class Trainer:
     def _iterations(self, epoch: int) -> Iterator[List[Dict]]:
         """The epoch's iterations, each a list of ``SOLVER.ACCUM_STEPS`` loader batches (a short tail is dropped)."""
         batches = self._batches(epoch)
-        return iter(lambda: list(itertools.islice(batches, self.accum_steps)), [])
+        while True:
+            group = list(itertools.islice(batches, self.accum_steps))
+            if len(group) < self.accum_steps:
+                return
+            yield group
 
     def train_epoch(self, epoch: int) -> Tuple[Dict[str, float], Dict[str, float]]:
         """Train one epoch; returns the epoch means of the model's and the discriminators' named losses.
@@ -267,8 +268,6 @@ class Trainer:
         bar = tqdm(self._iterations(epoch), total=num_iters, desc=f"{self.cfg.MODE.STAGE} epoch {epoch + 1}",
                    disable=None, dynamic_ncols=True, leave=False)
         for iteration, micro_batches in enumerate(bar):
-            if len(micro_batches) < self.accum_steps:
-                break
             values = self.train_iteration(micro_batches, f"epoch {epoch + 1} iteration {iteration + 1}")
             for part, part_values in enumerate(values):
                 for name, value in part_values.items():

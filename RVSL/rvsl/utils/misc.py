@@ -57,6 +57,15 @@ def autocast(device: torch.device, dtype: Optional[torch.dtype]) -> torch.autoca
     return torch.autocast(device.type, dtype=dtype if enabled else None, enabled=enabled)
 
 
+def channels_last(enabled: bool, device: torch.device, *modules: torch.nn.Module) -> bool:
+    """Lay ``modules`` out channels-last (NHWC) when ``enabled`` and ``device`` is CUDA; returns whether it did."""
+    if not (enabled and device.type == "cuda"):
+        return False
+    for module in modules:
+        module.to(memory_format=torch.channels_last)
+    return True
+
+
 def to_device(batch: Any, device: torch.device, channels_last: bool = False) -> Any:
     """Move every tensor of a (nested) batch dict to ``device``; uint8 images become float in [0, 1] there.
 
