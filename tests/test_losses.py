@@ -14,6 +14,7 @@ from rvsl.losses import (
     estimate_airlight,
     lsgan_loss,
     midc_loss,
+    pairwise_distance,
     reid_loss,
     translation_loss,
     triplet_loss,
@@ -279,3 +280,53 @@ def test_lsgan_values():
     prediction = torch.tensor([[0.0, 1.0], [2.0, -1.0]])
     assert lsgan_loss(prediction, True).item() == pytest.approx((1 + 0 + 1 + 4) / 4)
     assert lsgan_loss(prediction, False).item() == pytest.approx((0 + 1 + 4 + 1) / 4)
+
+
+# ----------------------------------------------------------------------------- precision under autocast
+
+BF16 = dict(device_type="cpu", dtype=torch.bfloat16)
+
+
+def _relative(got: torch.Tensor, expected: torch.Tensor) -> float:
+    return float((got.double() - expected.double()).abs().max() / expected.double().abs().max().clamp_min(1e-30))
+
+
+def test_triplet_distances_are_float32_under_bf16_autocast():
+    """72 pooled-like 2048-d features (a common positive offset): bf16 distances would be far off the margin."""
+    gen = torch.Generator().manual_seed(4)
+    features = torch.randn(72, 2048, generator=gen) * 0.1 + 1.0
+    targets = torch.arange(12).repeat_interleave(6)
+    expected = triplet_loss(features, targets, 0.3)
+    expected_dist = pairwise_distance(features)
+    with torch.autocast(**BF16):
+        got = triplet_loss(features, targets, 0.3)
+        dist = pairwise_distance(features)
+    assert got.dtype == dist.dtype == torch.float32
+    assert _relative(got, expected) < 1e-4
+    assert _relative(dist, expected_dist) < 1e-4
+    assert dist.diagonal().max().item() < 0.1  # an anchor's distance to itself
+
+
+# Every loss on (a, b) images (or features); the inputs arrive as bf16, as a generator's output does under autocast.
+FULL_PRECISION = {
+    **PRIORS,
+    "dcp35": lambda c, h: dcp_loss(c),
+    "airlight": lambda c, h: estimate_airlight(h),
+    "translation": translation_loss,
+    "consistency": consistency_loss,
+    "lsgan": lambda c, h: lsgan_loss(c, True) + lsgan_loss(h, False),
+    "cross_entropy": lambda c, h: cross_entropy(c.flatten(1), torch.arange(c.shape[0])),
+}
+
+
+@pytest.mark.parametrize("name", sorted(FULL_PRECISION))
+def test_losses_and_priors_are_float32_on_bf16_images_under_autocast(name):
+    clear = _images(20, (3, 3, 40, 40)).float().bfloat16()
+    hazy = (0.5 * _images(21, (3, 3, 40, 40)).float() + 0.5).bfloat16()
+    expected = FULL_PRECISION[name](clear.float(), hazy.float())
+    with torch.autocast(**BF16):
+        got = FULL_PRECISION[name](clear, hazy)
+    plain = FULL_PRECISION[name](clear, hazy)  # bf16 inputs without autocast: float32 all the same
+    for value in (got, plain):
+        assert value.dtype == torch.float32
+        assert _relative(value, expected) < 1e-4

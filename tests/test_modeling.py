@@ -85,6 +85,16 @@ def test_eval_forward_returns_bn_features(small_model):
         model(images[:, :1])
 
 
+def test_features_leave_the_model_as_float32_under_bf16_autocast(small_model):
+    model = small_model.train()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model.embed(model.encode(torch.rand(4, 3, 64, 64), "hazy")[1])
+        assert out.global_feat.dtype == out.bn_feat.dtype == torch.float32
+        model.eval()
+        with torch.no_grad():
+            assert model(torch.rand(2, 3, 64, 64)).dtype == torch.float32
+
+
 def test_encoder_normalises_internally(small_model):
     model = small_model.eval()
     images = torch.rand(2, 3, 32, 32)

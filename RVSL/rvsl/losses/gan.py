@@ -3,7 +3,10 @@
 import torch
 import torch.nn.functional as F
 
+from .precision import full_precision
 
+
+@full_precision
 def lsgan_loss(prediction: torch.Tensor, target_is_real: bool) -> torch.Tensor:
     """Least-squares GAN loss (Mao et al., ICCV 2017): mean (D(x) - 1)^2 for real, mean D(x)^2 for fake."""
     target = torch.ones_like(prediction) if target_is_real else torch.zeros_like(prediction)

@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from ..utils.errors import InputError
+from .precision import full_precision
 
 EPS = 1e-6
 
@@ -42,6 +43,7 @@ def _dark_channel(img: torch.Tensor, patch: int) -> torch.Tensor:
     return _min_filter(img.amin(dim=1, keepdim=True), patch)
 
 
+@full_precision
 def dcp_loss(img: torch.Tensor, patch: int = 35) -> torch.Tensor:
     """Dark channel prior (He et al., CVPR 2009): mean of DC_patch(img) over all pixels and images.
 
@@ -53,6 +55,7 @@ def dcp_loss(img: torch.Tensor, patch: int = 35) -> torch.Tensor:
     return _dark_channel(img, int(patch)).mean()
 
 
+@full_precision
 def tv_loss(img: torch.Tensor) -> torch.Tensor:
     """Total variation: mean |horizontal difference| + mean |vertical difference| over all channels, pixels, images."""
     _check_images("img", img)
@@ -63,6 +66,7 @@ def tv_loss(img: torch.Tensor) -> torch.Tensor:
     return horizontal + vertical
 
 
+@full_precision
 def midc_loss(clear: torch.Tensor, hazy: torch.Tensor) -> torch.Tensor:
     """Monotonically increasing dark channel: haze must not darken the per-pixel dark channel.
 
@@ -78,6 +82,7 @@ def midc_loss(clear: torch.Tensor, hazy: torch.Tensor) -> torch.Tensor:
     return (violation / count).mean()
 
 
+@full_precision
 def estimate_airlight(hazy: torch.Tensor) -> torch.Tensor:
     """Airlight A (B x 3): mean colour of each hazy image at the top 0.1% (at least 1) of its 3x3-eroded dark channel.
 
@@ -105,6 +110,7 @@ def _unit(x: torch.Tensor) -> torch.Tensor:
     return x / norm
 
 
+@full_precision
 def cr_loss(clear: torch.Tensor, hazy: torch.Tensor) -> torch.Tensor:
     """Colinear relation (haze-lines, Berman et al., CVPR 2016): hazy and clear chromaticities lie on one line from A.
 

@@ -5,6 +5,7 @@ import torch.nn.functional as F
 
 from ..modeling.rvsl_model import ReIDOutput
 from ..utils.errors import InputError
+from .precision import full_precision
 
 
 def _check_targets(name: str, batch: torch.Tensor, targets: torch.Tensor) -> None:
@@ -15,6 +16,7 @@ def _check_targets(name: str, batch: torch.Tensor, targets: torch.Tensor) -> Non
         raise InputError(f"targets must be a vector of {batch.shape[0]} labels, got shape {tuple(targets.shape)}")
 
 
+@full_precision
 def cross_entropy(logits: torch.Tensor, targets: torch.Tensor, label_smooth: float = 0.0) -> torch.Tensor:
     """Cross-entropy against (1 - e) one-hot + e / K (label smoothing, Szegedy et al. 2016), mean over the batch."""
     _check_targets("logits", logits, targets)
@@ -23,6 +25,7 @@ def cross_entropy(logits: torch.Tensor, targets: torch.Tensor, label_smooth: flo
     return F.cross_entropy(logits, targets, label_smoothing=float(label_smooth))
 
 
+@full_precision
 def pairwise_distance(features: torch.Tensor) -> torch.Tensor:
     """Euclidean distance matrix B x B of the rows of ``features`` (clamped at 1e-12 before the square root)."""
     squared = features.pow(2).sum(dim=1)
@@ -30,6 +33,7 @@ def pairwise_distance(features: torch.Tensor) -> torch.Tensor:
     return dist2.clamp_min(1e-12).sqrt()
 
 
+@full_precision
 def triplet_loss(features: torch.Tensor, targets: torch.Tensor, margin: float = 0.3) -> torch.Tensor:
     """Batch-hard triplet loss (Hermans et al. 2017): mean of max(0, d(a, hardest p) - d(a, hardest n) + margin).
 

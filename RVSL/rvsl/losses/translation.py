@@ -4,6 +4,7 @@ import torch
 import torch.nn.functional as F
 
 from ..utils.errors import InputError
+from .precision import full_precision
 
 
 def _check_same_shape(a_name: str, a: torch.Tensor, b_name: str, b: torch.Tensor) -> None:
@@ -12,6 +13,7 @@ def _check_same_shape(a_name: str, a: torch.Tensor, b_name: str, b: torch.Tensor
         raise InputError(f"{a_name} and {b_name} must have the same shape, got {tuple(a.shape)} and {tuple(b.shape)}")
 
 
+@full_precision
 def translation_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """SmoothL1 (Huber, beta 1) between a rendered image and its target, mean over all elements.
 
@@ -21,6 +23,7 @@ def translation_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return F.smooth_l1_loss(pred, target)
 
 
+@full_precision
 def consistency_loss(feat_a: torch.Tensor, feat_b: torch.Tensor) -> torch.Tensor:
     """Embedding consistency (EC): L1 between two batches of global features, mean over all elements."""
     _check_same_shape("feat_a", feat_a, "feat_b", feat_b)
