@@ -11,7 +11,7 @@ import torch
 
 from helpers import ROOT
 from rvsl.config import load_config
-from rvsl.data.samplers import InferenceBatchSampler, PKBatchSampler, ShuffleBatchSampler
+from rvsl.data.samplers import InferenceBatchSampler, PKBatchSampler, SeededBatches, ShuffleBatchSampler
 from rvsl.engine import distributed
 from rvsl.evaluation import ImageQualityEvaluator, ReIDEvaluator
 from rvsl.modeling.discriminator import PatchDiscriminator
@@ -25,6 +25,9 @@ TINY = ["MODEL.NAME", "resnet18", "MODEL.DEVICE", "cpu", "MODEL.POOL_SIZE", "0",
         "INPUT.ERASE_PROB", "0.0", "DATALOADER.NUM_WORKERS", "0", "DATALOADER.NUM_INSTANCES", "2",
         "DATALOADER.REAL_BATCH_SIZE", "4", "TEST.IMS_PER_BATCH", "4", "SOLVER.MAX_EPOCHS", "1",
         "SOLVER.WARMUP_LENGTH", "0", "SOLVER.AMP", "off"]
+
+# The published train-time augmentation (TINY switches it off).
+AUGMENT = ["INPUT.FLIP_PROB", "0.5", "INPUT.RESIZE_RANGE", "[1.0, 1.2]", "INPUT.ERASE_PROB", "0.5"]
 
 # Runs a stage script's own entry point (launch -> train_stage), with Trainer.train wrapped so that it first
 # evaluates the stage's test set with the untrained networks, then trains, then saves what each process ends
@@ -137,6 +140,22 @@ def test_shuffle_shards_make_the_batches_of_one_process_with_the_global_batch():
         assert [a + b for a, b in zip(*shards)] == list(one) and len(shards[0]) == len(one) == 3
 
 
+def test_augmentation_seeds_are_the_global_batch_s_slices():
+    """Every process takes its slice of the global batch's (index, augmentation seed) pairs: glued, they are
+    the pairs of one process with the global batch, and no two processes draw the same augmentation."""
+    pids = [p for p in range(12) for _ in range(5)]
+    for make in (lambda size, **kw: PKBatchSampler(pids, size, 2, seed=7, **kw),
+                 lambda size, **kw: ShuffleBatchSampler(23, size, seed=7, **kw)):
+        one = SeededBatches(make(4), seed=11)
+        shards = [SeededBatches(make(2, rank=r, num_replicas=2), seed=11) for r in range(2)]
+        for epoch in (0, 2):
+            for sampler in (one, *shards):
+                sampler.set_epoch(epoch)
+            assert [a + b for a, b in zip(*shards)] == list(one)
+            for a, b in zip(*shards):
+                assert not {seed for _, seed in a} & {seed for _, seed in b}
+
+
 def test_too_few_identities_or_images_for_all_processes_are_named():
     with pytest.raises(ValueError, match="at least 8 identities .4 for each of 2 processes"):
         PKBatchSampler(list(range(7)), 4, 1, rank=1, num_replicas=2)
@@ -194,9 +213,11 @@ def stage1_runs(tiny_fvrid, tmp_path_factory):
     the batch-hard triplet is switched off (a margin of -1000 makes its hinge 0): it mines the hardest
     negative among the identities of one process's share, the one loss that is not a mean of per-image
     terms. Every other loss is such a mean, so averaging the processes' gradients is the global batch's.
+    The published augmentation is on: each image's flip, resize and erasing come from its seed in the
+    global batch, so a process's share is augmented as the one process augments those images.
     """
     tmp_path = tmp_path_factory.mktemp("stage1")
-    opts = ["DATASETS.DATA_PATH", str(tiny_fvrid), "LOSS.TRIPLET_MARGIN", "-1000.0"]
+    opts = ["DATASETS.DATA_PATH", str(tiny_fvrid), "LOSS.TRIPLET_MARGIN", "-1000.0", *AUGMENT]
     two, out, result = run_driver(tmp_path, "two", 2, "STAGE1", *opts, "DATALOADER.NUM_IDENTITIES", "2",
                                   mode="freeze-bn")
     one, _, _ = run_driver(tmp_path, "one", 1, "STAGE1", *opts, "DATALOADER.NUM_IDENTITIES", "4", mode="freeze-bn")

@@ -142,7 +142,9 @@ class SeededBatches(Sampler[List[Tuple[int, int]]]):
 
     Seeds are drawn from ``(seed, epoch, batch number)``, so an item's augmentation depends on neither
     the number of loader workers nor their history: persistent workers and a resumed run draw exactly
-    what a fresh, uninterrupted run draws.
+    what a fresh, uninterrupted run draws. They are drawn for the global batch and each process takes the
+    seeds of its slice, so a run of several processes augments every image as one process with the global
+    batch does.
     """
 
     def __init__(self, batches: _EpochSampler, seed: int):
@@ -154,9 +156,11 @@ class SeededBatches(Sampler[List[Tuple[int, int]]]):
         self.batches.set_epoch(epoch)
 
     def __iter__(self) -> Iterator[List[Tuple[int, int]]]:
+        rank, processes = self.batches.rank, self.batches.num_replicas
         for number, batch in enumerate(self.batches):
-            seeds = np.random.default_rng([self.seed, self.batches.epoch, number]).integers(2**62, size=len(batch))
-            yield list(zip(batch, seeds.tolist()))
+            seeds = np.random.default_rng([self.seed, self.batches.epoch, number]).integers(
+                2**62, size=len(batch) * processes)
+            yield list(zip(batch, seeds[rank * len(batch):(rank + 1) * len(batch)].tolist()))
 
     def __len__(self) -> int:
         return len(self.batches)
