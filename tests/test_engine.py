@@ -239,16 +239,22 @@ def lr_per_epoch(cfg, epochs):
 
 
 def test_reference_schedule_as_it_ran():
-    """configs/FVRID_reference.yml: the warm-up stepped per epoch; the rate peaks near 1.04e-5 at epoch 19."""
+    """configs/FVRID_reference.yml: the warm-up stepped per epoch, and the schedule stepped once before the first
+    epoch, as the reference trainers did: 0-based epoch e runs at step e + 1, the peak (near 1.04e-5) at epoch 18,
+    the first decay at 19."""
     from helpers import ROOT
     cfg = load_config(str(ROOT / "configs" / "FVRID_reference.yml"))
     rates = lr_per_epoch(cfg, 200)
-    # lr(e) = 1e-4 * (0.01 + 0.99 e / 200) * 0.6 ** #{milestones <= e}, written out by hand
-    expected = {0: 1e-6, 19: 1e-4 * (0.01 + 0.99 * 19 / 200), 20: 1e-4 * (0.01 + 0.99 * 20 / 200) * 0.6,
-                199: 1e-4 * (0.01 + 0.99 * 199 / 200) * 0.6 ** 13}
+
+    def step(s):  # the schedule's rate at step s, written out by hand
+        return 1e-4 * (0.01 + 0.99 * min(s, 200) / 200) * 0.6 ** sum(m <= s for m in cfg.SOLVER.STEPS)
+
+    expected = {0: step(1), 18: 1e-4 * (0.01 + 0.99 * 19 / 200), 19: 1e-4 * (0.01 + 0.99 * 20 / 200) * 0.6,
+                199: 1e-4 * 0.6 ** 13}
     for epoch, value in expected.items():
         assert rates[epoch] == pytest.approx(value, rel=1e-9), epoch
-    assert max(rates) == rates[19] == pytest.approx(1.0405e-5, rel=1e-9)
+        assert rates[epoch] == pytest.approx(step(epoch + 1), rel=1e-9), epoch
+    assert max(rates) == rates[18] == pytest.approx(1.0405e-5, rel=1e-9)
 
 
 def test_schedule_as_written_warms_up_in_iterations():

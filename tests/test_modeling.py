@@ -65,6 +65,20 @@ def test_shapes_resnet18(small_model):
         assert rendered.min() >= 0 and rendered.max() <= 1
 
 
+def test_reference_generators_train_unbounded_and_clamp_at_test_time():
+    torch.manual_seed(1)
+    model = RVSL("resnet18", num_classes=5, generator="reference").train()
+    images = torch.rand(2, 3, 64, 64)
+    raw = model.render_clear(*model.encode(images, "hazy"))
+    assert raw.shape == images.shape and (raw.min() < 0 or raw.max() > 1)  # no activation while training
+    model.eval()
+    with torch.no_grad():
+        shown = model.render_clear(*model.encode(images, "hazy"))
+    assert shown.min() >= 0 and shown.max() <= 1
+    with pytest.raises(InputError, match="MODEL.GENERATOR"):
+        RVSL("resnet18", num_classes=5, generator="sigmoid")
+
+
 def test_generator_keeps_odd_sizes_when_asked(small_model):
     images = torch.rand(2, 3, 50, 38)
     f1, r1 = small_model.encode(images, "hazy")

@@ -6,8 +6,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from helpers import run_cli
-from rvsl.config import load_config
+from helpers import ROOT, run_cli
+from rvsl.config import config_to_dict, load_config
 from rvsl.engine.model_io import load_inference_model, load_reference_weights
 from rvsl.modeling import build_model
 from rvsl.modeling.reference import from_reference, is_reference_state, to_reference
@@ -85,11 +85,14 @@ def test_stage2_classifier_name_and_dataparallel_prefix(ref_cfg, tmp_path):
     state = {f"module.{k}": v for k, v in reference_state(7, "syn_classifier").items()}
     torch.save(state, tmp_path / "stage2.pth")
     model, model_cfg, info = load_inference_model(str(tmp_path / "stage2.pth"), "TEST.WEIGHT", ref_cfg)
-    assert info["format"] == "reference" and info["num_classes"] == 7 and model_cfg is ref_cfg
+    assert info["format"] == "reference" and info["num_classes"] == 7
+    assert model_cfg.MODEL.GENERATOR == "reference" and ref_cfg.MODEL.GENERATOR == "rvsl"  # the rest is ref_cfg
+    assert config_to_dict(model_cfg)["MODEL"] == {**config_to_dict(ref_cfg)["MODEL"], "GENERATOR": "reference"}
     assert torch.equal(model.reid.classifier.weight, state["module.syn_classifier.weight"])
 
 
-def test_pretrain_start_keeps_a_classifier_of_another_size(ref_cfg):
+def test_pretrain_start_keeps_a_classifier_of_another_size():
+    ref_cfg = load_config(None, [*REF_OPTS, "MODEL.GENERATOR", "reference"])
     state = reference_state(num_classes=5)
     model = build_model(ref_cfg, 9)
     fresh = model.reid.classifier.weight.clone()
@@ -101,26 +104,94 @@ def test_pretrain_start_keeps_a_classifier_of_another_size(ref_cfg):
         load_reference_weights(build_model(ref_cfg, 9), state, "MODEL.PRETRAIN_PATH: ref.pth")
 
 
-def test_features_equal_the_reference_computation(ref_cfg, tmp_path):
+# The reference recipe as it ran, with no model or pixel override (test size only).
+AS_RAN = ["INPUT.SIZE_TEST", "[32, 32]"]
+IMAGENET = (torch.tensor([0.485, 0.456, 0.406]), torch.tensor([0.229, 0.224, 0.225]))
+# (config file, options, the normalisation the networks read): ours with ImageNet statistics, and the
+# reference's configs/FVRID_reference.yml, whose networks read RGB in [0, 1] as its loader gave them.
+SETTINGS = {"imagenet": (None, REF_OPTS, IMAGENET),
+            "as_ran": (str(ROOT / "configs" / "FVRID_reference.yml"), AS_RAN, (torch.zeros(3), torch.ones(3)))}
+
+
+def _reference_encoder(state, enc: str):
+    """The reference's Encoder + Dreid (an IBN-a ResNet-50 under its names ``enc.*`` and ``Dreid.*``), eval mode."""
+    net = resnet50_ibn_a().eval()
+    parts = {k[len(enc) + 1:]: v for k, v in state.items() if k.startswith(enc + ".")}
+    parts.update({k[len("Dreid."):]: v for k, v in state.items() if k.startswith("Dreid.")})
+    missing, _ = net.load_state_dict(parts, strict=False)
+    assert all(k.startswith("fc.") for k in missing)
+    return net
+
+
+def _batch_norm(x, state, prefix: str):
+    return F.batch_norm(x, state[f"{prefix}.running_mean"], state[f"{prefix}.running_var"], state[f"{prefix}.weight"],
+                        state[f"{prefix}.bias"], False, 0.0, 1e-5)
+
+
+def _reference_generator(state, gen: str, f1, r1, out_size):
+    """The reference's Decoder_Generator from its published layer names: DC1 on R1, bilinear x2 with aligned
+    corners (zero-padded to the skip's size), DC2 on cat[F1, x], x2 again (padded to the output size), DC3,
+    OutConv, and no activation."""
+    def double_conv(x, block):
+        for index in (0, 3):
+            name = f"{gen}.{block}.double_conv"
+            x = F.conv2d(x, state[f"{name}.{index}.weight"], state[f"{name}.{index}.bias"], padding=1)
+            x = F.relu(_batch_norm(x, state, f"{name}.{index + 1}"))
+        return x
+
+    def up(x, size):
+        x = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=True)
+        dy, dx = size[0] - x.shape[-2], size[1] - x.shape[-1]
+        return F.pad(x, [dx // 2, dx - dx // 2, dy // 2, dy - dy // 2])
+
+    x = up(double_conv(r1, "DC1"), f1.shape[-2:])
+    x = up(double_conv(torch.cat([f1, x], 1), "DC2"), out_size)
+    return F.conv2d(double_conv(x, "DC3"), state[f"{gen}.OutConv.weight"], state[f"{gen}.OutConv.bias"])
+
+
+@pytest.mark.parametrize("setting", sorted(SETTINGS))
+def test_features_equal_the_reference_computation(setting, tmp_path):
+    path, opts, (mean, std) = SETTINGS[setting]
     state = reference_state()
     torch.save(state, tmp_path / "ref.pth")
-    model, _, _ = load_inference_model(str(tmp_path / "ref.pth"), "TEST.WEIGHT", ref_cfg)
+    model, _, _ = load_inference_model(str(tmp_path / "ref.pth"), "TEST.WEIGHT", load_config(path, opts))
     images = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(1))
-    mean, std = torch.tensor([0.485, 0.456, 0.406]), torch.tensor([0.229, 0.224, 0.225])
     x = (images - mean.view(1, 3, 1, 1)) / std.view(1, 3, 1, 1)
     for branch, enc in (("clear", "Ec"), ("hazy", "Ef")):
-        net = resnet50_ibn_a().eval()  # the reference's Encoder + Dreid + gap + bottleneck, assembled by hand
-        parts = {k[len(enc) + 1:]: v for k, v in state.items() if k.startswith(enc + ".")}
-        parts.update({k[len("Dreid."):]: v for k, v in state.items() if k.startswith("Dreid.")})
-        missing, _ = net.load_state_dict(parts, strict=False)
-        assert all(k.startswith("fc.") for k in missing)
+        net = _reference_encoder(state, enc)  # the reference's Encoder + Dreid + gap + bottleneck, by hand
         with torch.no_grad():
             r1 = net.layer1(net.maxpool(net.relu(net.bn1(net.conv1(x)))))
             pooled = net.layer4(net.layer3(net.layer2(r1))).mean(dim=(2, 3))
-            expected = F.batch_norm(pooled, state["bottleneck.running_mean"], state["bottleneck.running_var"],
-                                    state["bottleneck.weight"], state["bottleneck.bias"], False, 0.0, 1e-5)
+            expected = _batch_norm(pooled, state, "bottleneck")
             got = model(images, branch)
         assert torch.allclose(got, expected, rtol=1e-5, atol=1e-5 * expected.abs().max().item())
+
+
+@pytest.mark.parametrize("setting", sorted(SETTINGS))
+@pytest.mark.parametrize("size", [(32, 32), (34, 42)])
+def test_dehazed_and_rehazed_images_equal_the_reference_computation(setting, size, tmp_path):
+    """G_C and G_H of a reference file render what the reference's generators render (no activation; clamped to
+    [0, 1] at test time). OutConv is scaled so that the raw output lies mostly inside [0, 1], where a sigmoid
+    would show (black comes out at 0.5)."""
+    path, opts, (mean, std) = SETTINGS[setting]
+    state = reference_state()
+    for gen in ("Dc", "Df"):
+        state[f"{gen}.OutConv.weight"] = state[f"{gen}.OutConv.weight"] * 2
+        state[f"{gen}.OutConv.bias"] = torch.full((3,), 0.5)
+    torch.save(state, tmp_path / "ref.pth")
+    model, model_cfg, _ = load_inference_model(str(tmp_path / "ref.pth"), "TEST.WEIGHT", load_config(path, opts))
+    images = torch.rand(2, 3, *size, generator=torch.Generator().manual_seed(2))
+    x = (images - mean.view(1, 3, 1, 1)) / std.view(1, 3, 1, 1)
+    for gen, enc, render in (("Dc", "Ef", model.render_clear), ("Df", "Ec", model.render_hazy)):
+        net = _reference_encoder(state, enc)
+        with torch.no_grad():
+            f1 = net.relu(net.bn1(net.conv1(x)))
+            raw = _reference_generator(state, gen, f1, net.layer1(net.maxpool(f1)), size)
+            got = render(*model.encode(images, "hazy" if enc == "Ef" else "clear"), out_size=size)
+        inside = ((raw > 0) & (raw < 1)).float().mean().item()
+        assert inside > 0.9, inside  # the comparison is not about clamped pixels
+        assert got.shape == raw.shape and torch.allclose(got, raw.clamp(0, 1), atol=1e-5)
+    assert model_cfg.MODEL.GENERATOR == "reference"
 
 
 def test_generator_reads_the_skip_channels_in_reference_order(ref_cfg, tmp_path):
@@ -167,9 +238,12 @@ def test_trainer_starts_from_a_reference_file(tiny_fvrid, tmp_path):
 
     state = reference_state(num_classes=5)
     torch.save(state, tmp_path / "ref.pth")
-    cfg = load_config(None, [*REF_OPTS, "DATASETS.DATA_PATH", str(tiny_fvrid), "OUTPUT_DIR", str(tmp_path / "out"),
-                             "DATALOADER.NUM_WORKERS", "0", "DATALOADER.NUM_IDENTITIES", "3",
-                             "DATALOADER.NUM_INSTANCES", "2", "MODEL.PRETRAIN_PATH", str(tmp_path / "ref.pth")])
-    trainer = Trainer(cfg, torch.device("cpu"))
+    opts = [*REF_OPTS, "DATASETS.DATA_PATH", str(tiny_fvrid), "OUTPUT_DIR", str(tmp_path / "out"),
+            "DATALOADER.NUM_WORKERS", "0", "DATALOADER.NUM_IDENTITIES", "3", "DATALOADER.NUM_INSTANCES", "2",
+            "MODEL.PRETRAIN_PATH", str(tmp_path / "ref.pth")]
+    with pytest.raises(InputError, match="MODEL.GENERATOR reference"):  # its generators behind a sigmoid
+        Trainer(load_config(None, opts), torch.device("cpu"))
+    trainer = Trainer(load_config(None, [*opts, "MODEL.GENERATOR", "reference"]), torch.device("cpu"))
     assert torch.equal(trainer.model.enc_hazy.layer1[0].conv1.weight, state["Ef.layer1.0.conv1.weight"])
     assert torch.equal(trainer.model.reid.layer4[0].conv1.weight, state["Dreid.layer4.0.conv1.weight"])
+    assert trainer.model.gen_clear.style == trainer.model.gen_hazy.style == "reference"

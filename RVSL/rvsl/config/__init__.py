@@ -6,6 +6,7 @@ from typing import Optional, Sequence, Tuple
 
 from yacs.config import CfgNode
 
+from ..modeling.generator import GENERATOR_STYLES
 from ..utils.errors import InputError
 from .defaults import _C
 
@@ -22,6 +23,7 @@ _CHOICES = {
     "MODEL.NAME": MODEL_NAMES,
     "MODEL.LAST_STRIDE": (1, 2),
     "MODEL.ACTIVATION_CHECKPOINT": ("none", "generators", "all"),
+    "MODEL.GENERATOR": GENERATOR_STYLES,
     "SOLVER.AMP": ("auto", "off", "bf16", "fp16"),
     "SOLVER.WARMUP_UNIT": ("iteration", "epoch"),
     "TEST.DATA": TEST_SETS,
@@ -105,6 +107,7 @@ def _check_input(cfg: CfgNode) -> None:
     _within("INPUT.ERASE_FILL", cfg.INPUT.ERASE_FILL, 0.0, 1.0, 3)
     _within("SOLVER.WARMUP_FACTOR", cfg.SOLVER.WARMUP_FACTOR, 1e-8, 1.0)
     _within("SOLVER.WARMUP_LENGTH", cfg.SOLVER.WARMUP_LENGTH, 0, float("inf"))
+    _within("SOLVER.SCHEDULE_OFFSET", cfg.SOLVER.SCHEDULE_OFFSET, 0, float("inf"))
     for key in ("VAL.SYN_IDENTITIES", "VAL.REAL_IMAGES"):
         if _get(cfg, key) < 0:
             raise InputError(f"{key} must be 0 (nothing held out) or a positive count, got {_get(cfg, key)}")

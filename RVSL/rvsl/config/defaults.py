@@ -43,6 +43,11 @@ _C.MODEL.SYNC_BN = False
 _C.MODEL.PRETRAIN_PATH = ""
 # Width of the generators' U-Net decoder.
 _C.MODEL.GEN_CHANNELS = 64
+# How the generators upsample and end: "rvsl" (bilinear resizing, a final sigmoid: images in [0, 1]) or
+# "reference" (as the reference code's generators: bilinear x2 with aligned corners, zero-padded to size,
+# no final activation; the output is clamped to [0, 1] at test time). A reference-format file is always
+# read with "reference" generators; configs/FVRID_reference.yml trains with them.
+_C.MODEL.GENERATOR = "rvsl"
 # Channels of the first PatchGAN discriminator layer (doubled at each of the next three).
 _C.MODEL.DISC_CHANNELS = 64
 # Capacity of each discriminator's replay buffer of generated images.
@@ -141,6 +146,10 @@ _C.SOLVER.WEIGHT_DECAY = 5e-4
 _C.SOLVER.WARMUP_FACTOR = 0.01
 _C.SOLVER.WARMUP_LENGTH = 200
 _C.SOLVER.WARMUP_UNIT = "iteration"
+# Steps by which the warm-up and the decay are advanced before the first epoch: 0, or 1 as the reference
+# ran (its trainers stepped the scheduler once at start-up, so its 0-based epoch e ran at the schedule's
+# step e + 1: the peak in epoch 18, the first decay in epoch 19; configs/FVRID_reference.yml).
+_C.SOLVER.SCHEDULE_OFFSET = 0
 # Multi-step decay: multiply the rate by GAMMA at each of these epochs (the reference's milestones:
 # 20, 30, then every 15 epochs up to 255).
 _C.SOLVER.STEPS = [20, 30] + list(range(45, 256, 15))

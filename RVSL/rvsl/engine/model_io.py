@@ -22,8 +22,9 @@ def load_inference_model(path: str, key: str, cfg: CfgNode) -> Tuple[RVSL, CfgNo
     """(model in eval mode on the CPU, the config it was built from, info) for the weights in ``path``.
 
     An RVSL checkpoint brings its own config; a reference-format state dict holds none, so the model
-    is built from ``cfg`` with as many classes as its classifier has rows, and every key must match
-    by name and shape. ``key`` names the option or config key that gave ``path`` in error messages.
+    is built from ``cfg`` with as many classes as its classifier has rows and the reference's generators
+    (``MODEL.GENERATOR`` reference, whatever ``cfg`` says), and every key must match by name and shape.
+    ``key`` names the option or config key that gave ``path`` in error messages.
     """
     payload = safe_load(path, key)
     if is_rvsl_checkpoint(payload):
@@ -35,7 +36,7 @@ def load_inference_model(path: str, key: str, cfg: CfgNode) -> Tuple[RVSL, CfgNo
     elif is_reference_state(payload):
         state, classifier = from_reference(payload, f"{key}: {path}")
         num_classes = int(state["reid.classifier.weight"].shape[0])
-        model_cfg = cfg
+        model_cfg = with_reference_generators(cfg)
         model = build_model(model_cfg, num_classes)
         load_reference_weights(model, payload, f"{key}: {path}")
         info = {"format": "reference", "stage": "stage1" if classifier == "classifier" else "stage2/3",
@@ -50,9 +51,33 @@ def load_inference_model(path: str, key: str, cfg: CfgNode) -> Tuple[RVSL, CfgNo
     return model, model_cfg, info
 
 
+def with_reference_generators(cfg: CfgNode) -> CfgNode:
+    """``cfg`` itself when its ``MODEL.GENERATOR`` is "reference"; otherwise a frozen copy that says so (logged)."""
+    if cfg.MODEL.GENERATOR == "reference":
+        return cfg
+    logger.info("reference-format weights: MODEL.GENERATOR reference (their generators end without an activation)")
+    cfg = cfg.clone()
+    cfg.defrost()
+    cfg.MODEL.GENERATOR = "reference"
+    cfg.freeze()
+    return cfg
+
+
 def load_reference_weights(model: RVSL, payload: Mapping[str, torch.Tensor], source: str) -> None:
     """Start ``model`` from a reference-format state dict (``MODEL.PRETRAIN_PATH``): every key must map and fit,
-    except a classifier with another number of classes, which keeps its own weights (logged)."""
+    except a classifier with another number of classes, which keeps its own weights (logged).
+
+    The model's generators must be the reference's (``MODEL.GENERATOR`` reference): its weights render
+    nonsense through a sigmoid. Pixel normalisation other than none is warned about: the reference's
+    networks read RGB in [0, 1] as they are.
+    """
+    if model.gen_clear.style != "reference":
+        raise InputError(f"{source} is a reference-format file, whose generators end without an activation: "
+                         "set MODEL.GENERATOR reference (configs/FVRID_reference.yml does)")
+    if model.pixel_mean.abs().max() > 0 or (model.pixel_std - 1).abs().max() > 0:
+        logger.warning("%s: the reference networks read RGB in [0, 1] without normalisation, but INPUT.PIXEL_MEAN/STD "
+                       "are %s / %s (configs/FVRID_reference.yml sets 0 / 1)", source,
+                       model.pixel_mean.flatten().tolist(), model.pixel_std.flatten().tolist())
     state, classifier = from_reference(payload, source)
     back = {v: k for k, v in zip(strip_module(payload), state)}  # our name -> the file's name
     own = model.state_dict()["reid.classifier.weight"]

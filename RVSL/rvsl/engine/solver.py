@@ -4,10 +4,12 @@ The ReID/generator rate is ``BASE_LR x warm-up x decay``: a linear warm-up (``Li
 ``WARMUP_FACTOR`` to 1 over ``WARMUP_LENGTH`` steps, stepped per iteration or per epoch as
 ``WARMUP_UNIT`` says) chained with a multi-step decay (``MultiStepLR``, gamma at each epoch of
 ``STEPS``). ``WARMUP_UNIT epoch`` reproduces the reference run, whose scheduler was stepped once per
-epoch. The discriminators keep ``DISC_LR`` for the first half of the epochs, then decay linearly to
+epoch; ``SCHEDULE_OFFSET`` advances both by that many steps before the first epoch, as the reference's
+trainers did once. The discriminators keep ``DISC_LR`` for the first half of the epochs, then decay linearly to
 zero (CycleGAN). Every scheduler's state is plain data, so a resumed run continues them exactly.
 """
 
+import warnings
 from typing import Dict
 
 import torch
@@ -38,16 +40,23 @@ def disc_lr_factor(epoch: int, max_epochs: int) -> float:
 
 
 def build_lr_schedulers(cfg: CfgNode, optimizers: Dict[str, Optimizer]) -> Dict[str, LRScheduler]:
-    """``warmup`` and ``decay`` (chained on the model optimiser) and ``disc``; see the module docstring."""
+    """``warmup`` and ``decay`` (chained on the model optimiser, both advanced by ``SOLVER.SCHEDULE_OFFSET``
+    steps) and ``disc``; see the module docstring."""
     solver = cfg.SOLVER
     length = solver.WARMUP_LENGTH
     max_epochs = solver.MAX_EPOCHS
-    return {
+    schedulers = {
         "warmup": LinearLR(optimizers["model"], start_factor=solver.WARMUP_FACTOR if length else 1.0,
                            end_factor=1.0, total_iters=max(length, 1)),
         "decay": MultiStepLR(optimizers["model"], list(solver.STEPS), solver.GAMMA),
         "disc": LambdaLR(optimizers["disc"], lambda epoch: disc_lr_factor(epoch, max_epochs)),
     }
+    with warnings.catch_warnings():  # stepped before any optimiser step on purpose, as the reference did
+        warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step", category=UserWarning)
+        for _ in range(solver.SCHEDULE_OFFSET):
+            schedulers["warmup"].step()
+            schedulers["decay"].step()
+    return schedulers
 
 
 def step_schedulers(schedulers: Dict[str, LRScheduler], warmup_unit: str, end_of_epoch: bool) -> None:

@@ -7,6 +7,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from ..utils.errors import InputError
+
 
 def run_block(block: nn.Module, x: torch.Tensor, recompute: bool) -> torch.Tensor:
     """``block(x)``; with ``recompute`` while gradients are on, its activations are recomputed in the backward
@@ -30,14 +32,35 @@ class DoubleConv(nn.Sequential):
         )
 
 
-class Generator(nn.Module):
-    """U-Net decoder: DoubleConv(R1) at H/4, up x2, concat F1, DoubleConv, up x2, DoubleConv, 1x1 conv, sigmoid.
+# MODEL.GENERATOR: how a generator upsamples and ends.
+#   "rvsl": bilinear resizing (align_corners False) to the skip's and the output's size, then a sigmoid.
+#   "reference": as the reference code's generators (whose weights were trained so): bilinear x2 with aligned
+#   corners, zero-padded (or cropped) to the skip's and the output's size, and no final activation; the
+#   raw output is trained against [0, 1] targets, and in eval mode it is clamped to [0, 1], the range
+#   every written image, image-quality figure and exported graph expects.
+GENERATOR_STYLES = ("rvsl", "reference")
 
-    Takes the encoder's skip ``F1`` (64 ch, H/2) and ``R1`` (H/4) and returns an RGB image in [0, 1].
+
+def _upsample_reference(x: torch.Tensor, size: Tuple[int, int]) -> torch.Tensor:
+    """x2 bilinear with aligned corners, then zero-padded (negative: cropped) around to ``size``."""
+    x = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=True)
+    dy, dx = size[0] - x.shape[-2], size[1] - x.shape[-1]
+    return F.pad(x, [dx // 2, dx - dx // 2, dy // 2, dy - dy // 2])
+
+
+class Generator(nn.Module):
+    """U-Net decoder: DoubleConv(R1) at H/4, up x2, concat F1, DoubleConv, up x2, DoubleConv, 1x1 conv, output.
+
+    Takes the encoder's skip ``F1`` (64 ch, H/2) and ``R1`` (H/4) and returns an RGB image: in [0, 1]
+    through a sigmoid (``style`` "rvsl"), or the reference's unbounded output, clamped to [0, 1] in eval
+    mode (``style`` "reference"; see ``GENERATOR_STYLES``).
     """
 
-    def __init__(self, r1_channels: int, f1_channels: int = 64, channels: int = 64) -> None:
+    def __init__(self, r1_channels: int, f1_channels: int = 64, channels: int = 64, style: str = "rvsl") -> None:
         super().__init__()
+        if style not in GENERATOR_STYLES:
+            raise InputError(f"MODEL.GENERATOR is {style!r}; expected one of {', '.join(GENERATOR_STYLES)}")
+        self.style = style
         self.block1 = DoubleConv(r1_channels, channels)
         self.block2 = DoubleConv(channels + f1_channels, channels)
         self.block3 = DoubleConv(channels, channels)
@@ -49,8 +72,16 @@ class Generator(nn.Module):
         if out_size is None:
             out_size = (2 * f1.shape[-2], 2 * f1.shape[-1])
         x = run_block(self.block1, r1, self.checkpoint)
-        x = F.interpolate(x, size=f1.shape[-2:], mode="bilinear", align_corners=False)
+        x = self._upsample(x, tuple(f1.shape[-2:]))
         x = run_block(self.block2, torch.cat([x, f1], dim=1), self.checkpoint)
-        x = F.interpolate(x, size=tuple(out_size), mode="bilinear", align_corners=False)
-        x = run_block(self.block3, x, self.checkpoint)
-        return torch.sigmoid(self.to_rgb(x))
+        x = self._upsample(x, tuple(out_size))
+        x = self.to_rgb(run_block(self.block3, x, self.checkpoint))
+        if self.style == "rvsl":
+            return torch.sigmoid(x)
+        return x if self.training else x.clamp(0.0, 1.0)
+
+    def _upsample(self, x: torch.Tensor, size: Tuple[int, int]) -> torch.Tensor:
+        """``x`` brought up to ``size`` as ``style`` says."""
+        if self.style == "reference":
+            return _upsample_reference(x, size)
+        return F.interpolate(x, size=size, mode="bilinear", align_corners=False)

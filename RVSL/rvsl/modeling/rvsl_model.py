@@ -100,6 +100,7 @@ class RVSL(nn.Module):
         pixel_mean: Sequence[float] = (0.485, 0.456, 0.406),
         pixel_std: Sequence[float] = (0.229, 0.224, 0.225),
         gen_channels: int = 64,
+        generator: str = "rvsl",
     ) -> None:
         super().__init__()
         if num_classes < 1:
@@ -119,8 +120,8 @@ class RVSL(nn.Module):
         self.reid = ReIDHead(net, num_classes)
         self.r1_channels = stage_channels(net.layer1)
         f1_channels = net.conv1.out_channels
-        self.gen_hazy = Generator(self.r1_channels, f1_channels, gen_channels)
-        self.gen_clear = Generator(self.r1_channels, f1_channels, gen_channels)
+        self.gen_hazy = Generator(self.r1_channels, f1_channels, gen_channels, generator)
+        self.gen_clear = Generator(self.r1_channels, f1_channels, gen_channels, generator)
 
     def set_activation_checkpoint(self, parts: str) -> None:
         """Recompute activations in the backward pass instead of storing them: of the generator blocks
@@ -171,7 +172,7 @@ class RVSL(nn.Module):
 
 
 def build_model(cfg, num_classes: int) -> RVSL:
-    """An RVSL network from cfg.MODEL (NAME, LAST_STRIDE, GEN_CHANNELS) and cfg.INPUT (PIXEL_MEAN/STD)."""
+    """An RVSL network from cfg.MODEL (NAME, LAST_STRIDE, GEN_CHANNELS, GENERATOR) and cfg.INPUT (PIXEL_MEAN/STD)."""
     model = RVSL(
         cfg.MODEL.NAME,
         num_classes,
@@ -179,6 +180,7 @@ def build_model(cfg, num_classes: int) -> RVSL:
         pixel_mean=tuple(cfg.INPUT.PIXEL_MEAN),
         pixel_std=tuple(cfg.INPUT.PIXEL_STD),
         gen_channels=cfg.MODEL.GEN_CHANNELS,
+        generator=cfg.MODEL.GENERATOR,
     )
     model.set_activation_checkpoint(cfg.MODEL.ACTIVATION_CHECKPOINT)
     logger.info(
