@@ -107,10 +107,15 @@ def test_nonfinite_losses_are_skipped_then_stop_the_run(tiny_fvrid, tmp_path, ca
     batch = [to_device(next(trainer._batches(0)), torch.device("cpu"))]  # float images, which can hold a NaN
     batch[0]["clear"][:] = float("nan")
     before = params(trainer.model)
+    stats = {k: v.clone() for k, v in trainer.model.named_buffers() if "running_" in k or "num_batches" in k}
     with caplog.at_level(logging.WARNING):
         assert trainer.train_iteration(batch, "it 1") == ({}, {})
     assert "non-finite model loss" in caplog.text and "reid_clear" in caplog.text
     assert all(torch.equal(before[k], v) for k, v in params(trainer.model).items())
+    # the skipped update's forward pass left no trace in the BatchNorm statistics (NaN from the NaN images)
+    buffers = dict(trainer.model.named_buffers())
+    assert all(torch.equal(buffers[k], v) for k, v in stats.items())
+    assert trainer.schedulers["warmup"].last_epoch == 0
     with pytest.raises(TrainingStopped, match="2 consecutive non-finite model losses"):
         trainer.train_iteration(batch, "it 2")
     assert trainer.guard.total == {"model": 2, "disc": 0}
@@ -321,3 +326,52 @@ def test_fp16_gradient_scaler_start_lets_stage3_update(tiny_fvrid, tmp_path):
         scaler.step(optimizer)
         scaler.update()
     assert any(not torch.equal(before[k], v) for k, v in params(trainer.model).items())
+
+
+def overflowing_scalers(trainer, names=("model", "disc")):
+    """fp16-style gradient scalers (on the CPU) whose scale (near float32's largest, barely lowered on a skip)
+    overflows every scaled loss above 1.2, such as the model's: each such update is skipped."""
+    for name in names:
+        trainer.scalers[name] = torch.amp.GradScaler("cpu", init_scale=3e38, backoff_factor=0.9999)
+        trainer.checkpointer.checkpointables[f"scaler.{name}"] = trainer.scalers[name]
+
+
+def test_updates_skipped_by_the_loss_scaler_are_counted_and_hold_the_warmup(tiny_fvrid, tmp_path):
+    trainer = Trainer(make_cfg(tiny_fvrid, tmp_path, "STAGE1", "SOLVER.WARMUP_LENGTH", "5"), torch.device("cpu"))
+    overflowing_scalers(trainer, ["model"])
+    before, lr = params(trainer.model), trainer.optimizers["model"].param_groups[0]["lr"]
+    values, disc_values = trainer.train_iteration([next(trainer._batches(0))], "it 1")
+    assert values and disc_values  # finite losses: the scaler, not the guard, skipped the model update
+    assert all(torch.equal(before[k], v) for k, v in params(trainer.model).items())
+    assert trainer.guard.scaler_skipped == {"model": 1, "disc": 0}
+    assert trainer.schedulers["warmup"].last_epoch == 0 and trainer.optimizers["model"].param_groups[0]["lr"] == lr
+    assert trainer.guard.state_dict()["scaler_skipped"] == {"model": 1, "disc": 0}  # kept across a resume
+
+
+def test_an_epoch_of_skipped_updates_stops_the_run_and_skips_are_in_the_epoch_summary(tiny_fvrid, tmp_path, caplog):
+    trainer = Trainer(make_cfg(tiny_fvrid, tmp_path, "STAGE1"), torch.device("cpu"))
+    overflowing_scalers(trainer, ["model"])
+    with caplog.at_level(logging.INFO), pytest.raises(TrainingStopped, match="every model update of epoch 1") as stop:
+        trainer.train()
+    assert not (tmp_path / "checkpoint" / "last.pth").exists()  # nothing of the broken epoch is saved
+    iterations = len(list(trainer._iterations(0)))
+    assert f"model {iterations} of {iterations} skipped ({iterations} by the fp16 loss scaler" in str(stop.value)
+    assert trainer.guard.scaler_skipped == {"model": iterations, "disc": 0} and "disc" not in str(stop.value)
+
+
+def test_skipped_updates_are_in_the_epoch_summary(tiny_fvrid, tmp_path, caplog, monkeypatch):
+    """One update of the epoch skipped by the loss scaler (its first): named in the epoch's summary line."""
+    trainer = Trainer(make_cfg(tiny_fvrid, tmp_path, "STAGE1", "SOLVER.EVAL_PERIOD", "0"), torch.device("cpu"))
+    trainer.hooks = []  # validation and checkpoints are not what this test is about
+    calls = []
+
+    def first_skipped(optimizer, scaler):
+        calls.append(1)
+        return len(calls) > 1
+
+    monkeypatch.setattr("rvsl.engine.trainer.scaled_step", first_skipped)
+    with caplog.at_level(logging.INFO):
+        trainer.train()
+    iterations = len(list(trainer._iterations(0)))
+    assert (f"updates skipped: model 1 of {iterations} skipped (1 by the fp16 loss scaler, 0 non-finite losses)"
+            in caplog.text)

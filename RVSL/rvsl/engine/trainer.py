@@ -27,6 +27,7 @@ from ..utils.misc import amp_dtype, autocast, channels_last, to_device
 from .checkpoint import Checkpointer, is_rvsl_checkpoint, load_checkpoint
 from .defaults import default_setup
 from .distributed import DiscriminatorLoss, StepModule, accumulating, build_guard, convert_sync_batchnorm, wrap
+from .guard import restore_running_stats, save_running_stats, scaled_step
 from .hooks import BestMetricHook, CheckpointHook, EvalHook, HistoryHook, TensorBoardHook
 from .inference import build_evaluators
 from .model_io import load_reference_weights
@@ -198,24 +199,27 @@ class Trainer:
         """Accumulate the gradients of ``loss`` (a micro-batch's share) for update ``name``, through its scaler."""
         self.scalers[name].scale(loss / self.accum_steps).backward()
 
-    def _step(self, name: str) -> None:
-        """Apply update ``name`` ("model" or "disc") with the accumulated gradients, then clear them."""
-        optimizer, scaler = self.optimizers[name], self.scalers[name]
-        scaler.step(optimizer)
-        scaler.update()
+    def _step(self, name: str) -> bool:
+        """Apply update ``name`` ("model" or "disc") with the accumulated gradients, then clear them; whether it
+        was applied (the fp16 loss scaler skips it on inf/NaN gradients; the guard counts that)."""
+        optimizer = self.optimizers[name]
+        applied = self.guard.stepped(name, scaled_step(optimizer, self.scalers[name]))
         optimizer.zero_grad(set_to_none=True)
+        return applied
 
     def train_iteration(self, micro_batches: Sequence[Dict], where: str = "") -> Tuple[Losses, Losses]:
         """One ReID/generator update, then one discriminator update, each over the gradients of
         ``micro_batches`` (``SOLVER.ACCUM_STEPS`` loader batches); returns both updates' named losses,
         averaged over the micro-batches, as detached tensors on the device (read them when logging).
 
-        A non-finite model loss skips the whole iteration; a non-finite discriminator loss skips that
-        update only. Each update counts its own consecutive failures (see :class:`NonFiniteGuard`).
+        A non-finite model loss skips the whole iteration (and puts back the BatchNorm statistics of its
+        forward passes); a non-finite discriminator loss skips that update only. Each update counts its own
+        consecutive failures (see :class:`NonFiniteGuard`). The warm-up advances only on an applied update.
         """
         for optimizer in self.optimizers.values():
             optimizer.zero_grad(set_to_none=True)
         self.discriminators.requires_grad_(False)
+        running_stats = save_running_stats(self.model) if self.guard.limit else []
         results = []
         for number, batch in enumerate(micro_batches):
             with accumulating(self.step_module, number < len(micro_batches) - 1):
@@ -224,11 +228,12 @@ class Trainer:
                     result = self.step_module(batch)
                 total = sum(result.losses.values())
                 if not self.guard.check("model", result.losses, total, where):
+                    restore_running_stats(running_stats)
                     return {}, {}
                 self._backward("model", total)
             results.append(result)
-        self._step("model")
-        step_schedulers(self.schedulers, self.cfg.SOLVER.WARMUP_UNIT, end_of_epoch=False)
+        if self._step("model"):
+            step_schedulers(self.schedulers, self.cfg.SOLVER.WARMUP_UNIT, end_of_epoch=False)
 
         self.discriminators.requires_grad_(True)
         disc_losses = []
@@ -311,11 +316,13 @@ class Trainer:
         for epoch in range(self.start_epoch, self.max_epochs):
             start = time.perf_counter()
             losses, disc_losses = self.train_epoch(epoch)
+            skipped = self.guard.end_epoch(f"epoch {epoch + 1}")  # stops when every update of the epoch was skipped
             comm.broadcast_buffers(self.model)  # rank 0's BatchNorm statistics, for validation and the checkpoint
             step_schedulers(self.schedulers, cfg.SOLVER.WARMUP_UNIT, end_of_epoch=True)
             seconds = time.perf_counter() - start
-            logger.info("epoch %d/%d done in %.1f s  %s", epoch + 1, self.max_epochs, seconds,
-                        "  ".join(f"{k} {v:.4f}" for k, v in {**losses, **disc_losses}.items()))
+            logger.info("epoch %d/%d done in %.1f s  %s%s", epoch + 1, self.max_epochs, seconds,
+                        "  ".join(f"{k} {v:.4f}" for k, v in {**losses, **disc_losses}.items()),
+                        f"  updates skipped: {skipped}" if skipped else "")
             self.record = {"epoch": epoch + 1, "seconds": seconds, "losses": losses, "disc_losses": disc_losses,
                            "metrics": {}}
             for hook in self.hooks:
