@@ -1,6 +1,7 @@
 """Multi-process training under torchrun: sharded samplers and evaluation, and two CPU processes (gloo) that
 train like one process with the global batch."""
 
+import logging
 import os
 import subprocess
 import sys
@@ -14,6 +15,7 @@ from rvsl.config import load_config
 from rvsl.data.samplers import InferenceBatchSampler, PKBatchSampler, SeededBatches, ShuffleBatchSampler
 from rvsl.engine import distributed
 from rvsl.evaluation import ImageQualityEvaluator, ReIDEvaluator
+from rvsl.modeling import ImagePool
 from rvsl.modeling.discriminator import PatchDiscriminator
 from rvsl.utils import comm
 from rvsl.utils.errors import InputError
@@ -73,7 +75,12 @@ def evaluate_train_save(trainer):
         saved.update(features={b: evaluators[0].features(b) for b in ("clear", "hazy")}, paths=evaluators[0]._paths)
     train(trainer)
     saved.update(model=trainer.model.state_dict(), discriminators=trainer.discriminators.state_dict(),
-                 skipped=trainer.guard.total)
+                 skipped=trainer.guard.total, pools={d: list(p.images) for d, p in trainer.pools.items()})
+    comm.barrier()  # rank 0 has written last.pth: what would each process's pools be after a resume?
+    payload = torch.load(Path(out) / "run" / "checkpoint" / "last.pth", weights_only=True)
+    for domain in trainer.pools:
+        trainer.checkpointer.checkpointables[f"pool.{domain}"].load_state_dict(payload[f"pool.{domain}"])
+    saved.update(resumed_pools={d: list(p.images) for d, p in trainer.pools.items()})
     torch.save(saved, Path(out) / f"rank{comm.get_rank()}.pt")
 
 
@@ -185,6 +192,20 @@ def test_gathered_evaluator_states_evaluate_like_one_evaluator():
         assert shards[0].evaluate() == one.evaluate()
 
 
+def test_a_pool_state_lacking_this_process_restores_rank_0s(monkeypatch, caplog):
+    """A checkpoint of fewer processes (or one without other_ranks) gives a further process rank 0's pool, said so."""
+    own = [torch.full((3, 2, 2), 1.0)]
+    state = {"size": 4, "images": [torch.zeros(3, 2, 2)], "other_ranks": [own]}
+    monkeypatch.setattr(comm, "get_rank", lambda: 1)
+    pool = ImagePool(4)
+    distributed.GatheredPool(pool).load_state_dict(state)
+    assert torch.equal(pool.images[0], own[0])
+    monkeypatch.setattr(comm, "get_rank", lambda: 2)
+    with caplog.at_level(logging.WARNING):
+        distributed.GatheredPool(pool).load_state_dict(state)
+    assert torch.equal(pool.images[0], torch.zeros(3, 2, 2)) and "no pool of process 2" in caplog.text
+
+
 def test_sync_bn_needs_cuda_under_several_processes(monkeypatch):
     cfg = load_config(None, ["MODEL.SYNC_BN", "True"])
     model = torch.nn.Sequential(torch.nn.BatchNorm2d(3))
@@ -271,10 +292,17 @@ def test_stage3_epoch_in_two_processes(tiny_fvrid, tmp_path):
     """Stage 3 (real batches, each with an endless synthetic one) in 2 processes, BatchNorm training as usual,
     and a NaN loss on rank 1 alone in the first iteration: both processes skip that update (neither waits
     alone for the other's gradients), the epoch completes, both end alike (rank 0's BatchNorm statistics are
-    shared at the epoch's end), and the checkpoint holds those weights."""
+    shared at the epoch's end), and the checkpoint holds those weights. With replay pools on, each process's
+    pool holds its own generated images, and the checkpoint holds every process's: a resume gives each its own."""
     (rank0, rank1), out, _ = run_driver(tmp_path, "stage3", 2, "STAGE3", "DATASETS.DATA_PATH", str(tiny_fvrid),
                                         "DATALOADER.NUM_IDENTITIES", "2", "DATALOADER.REAL_BATCH_SIZE", "6",
-                                        mode="nan-on-rank-1")
+                                        "MODEL.POOL_SIZE", "50", mode="nan-on-rank-1")
+    assert rank0["pools"]["clear"] and len(rank0["pools"]["clear"]) == len(rank1["pools"]["clear"])
+    assert not all(torch.equal(a, b) for a, b in zip(rank0["pools"]["clear"], rank1["pools"]["clear"]))
+    for saved in (rank0, rank1):
+        for domain, images in saved["pools"].items():
+            assert len(saved["resumed_pools"][domain]) == len(images)
+            assert all(torch.equal(a, b) for a, b in zip(saved["resumed_pools"][domain], images)), domain
     assert rank0["skipped"] == rank1["skipped"] == {"model": 1, "disc": 0}
     for part in ("model", "discriminators"):
         assert all(torch.equal(rank0[part][k], rank1[part][k]) for k in rank0[part]), part

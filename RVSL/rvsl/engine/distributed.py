@@ -61,6 +61,45 @@ class DiscriminatorLoss(nn.Module):
                 for pair in pairs}
 
 
+class GatheredPool:
+    """The checkpoint state of one domain's replay pool in a run of several processes: every process's images.
+
+    Each process keeps its own pool (of its own generated images). :meth:`gather`, called by every process
+    at the end of each epoch before the checkpoint is written, collects the other processes' images on
+    rank 0, whose :meth:`state_dict` then holds rank 0's pool plus ``other_ranks`` (rank 1, 2, ...); on
+    resume each process restores its own. A state from a run with fewer processes (or from a checkpoint
+    without ``other_ranks``) gives the processes it lacks rank 0's images, with a warning.
+    """
+
+    def __init__(self, pool: ImagePool):
+        self.pool = pool
+        self.other_ranks: List[List[Tensor]] = []
+
+    def gather(self) -> None:
+        """Collect every process's stored images on rank 0 (a collective: every process calls it)."""
+        if comm.get_world_size() == 1:
+            return
+        states = comm.gather(self.pool.state_dict())
+        self.other_ranks = [state["images"] for state in states[1:]] if states else []
+
+    def state_dict(self) -> Dict:
+        """This (rank 0's) pool's state plus the images of the other processes as last gathered."""
+        return {**self.pool.state_dict(), "other_ranks": self.other_ranks}
+
+    def load_state_dict(self, state: Dict) -> None:
+        """Restore this process's own pool from :meth:`state_dict`."""
+        rank, others = comm.get_rank(), list(state.get("other_ranks", []))
+        if rank == 0:
+            self.pool.load_state_dict(state)
+            return
+        if rank > len(others):
+            logger.warning("replay pool: the checkpoint holds no pool of process %d (it holds %d); "
+                           "restoring rank 0's", rank, len(others) + 1)
+            self.pool.load_state_dict(state)
+            return
+        self.pool.load_state_dict({**state, "images": others[rank - 1]})
+
+
 def wrap(module: nn.Module, device: torch.device) -> nn.Module:
     """``module`` in DistributedDataParallel when there are several processes; ``module`` itself otherwise.
 

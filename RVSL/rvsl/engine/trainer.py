@@ -26,7 +26,8 @@ from ..utils.io import safe_load
 from ..utils.misc import amp_dtype, autocast, channels_last, to_device
 from .checkpoint import Checkpointer, is_rvsl_checkpoint, load_checkpoint
 from .defaults import default_setup
-from .distributed import DiscriminatorLoss, StepModule, accumulating, build_guard, convert_sync_batchnorm, wrap
+from .distributed import (DiscriminatorLoss, GatheredPool, StepModule, accumulating, build_guard,
+                          convert_sync_batchnorm, wrap)
 from .guard import restore_running_stats, save_running_stats, scaled_step
 from .hooks import BestMetricHook, CheckpointHook, EvalHook, HistoryHook, TensorBoardHook
 from .inference import build_evaluators
@@ -72,6 +73,7 @@ class Trainer:
         if cfg.SOLVER.COMPILE:
             compile_networks(self.model, self.discriminators)
         self.pools = {d: ImagePool(cfg.MODEL.POOL_SIZE) for d in DOMAINS}
+        self.pool_states = {d: GatheredPool(pool) for d, pool in self.pools.items()}  # every process's, saved
         self.optimizers = build_optimizers(cfg, self.model, self.discriminators, device)
         self.schedulers = build_lr_schedulers(cfg, self.optimizers)
         self.amp_dtype = amp_dtype(cfg.SOLVER.AMP, device)
@@ -98,7 +100,7 @@ class Trainer:
             **{f"optimizer.{name}": obj for name, obj in self.optimizers.items()},
             **{f"scheduler.{name}": obj for name, obj in self.schedulers.items()},
             **{f"scaler.{name}": obj for name, obj in self.scalers.items()},
-            **{f"pool.{name}": obj for name, obj in self.pools.items()},
+            **{f"pool.{name}": obj for name, obj in self.pool_states.items()},
             "guard": self.guard,
             **{f"hook.{hook.name}": hook for hook in self.hooks if hasattr(hook, "state_dict")},
         })
@@ -318,6 +320,8 @@ class Trainer:
             losses, disc_losses = self.train_epoch(epoch)
             skipped = self.guard.end_epoch(f"epoch {epoch + 1}")  # stops when every update of the epoch was skipped
             comm.broadcast_buffers(self.model)  # rank 0's BatchNorm statistics, for validation and the checkpoint
+            for pool in self.pool_states.values():  # and every process's replay pool, for the checkpoint
+                pool.gather()
             step_schedulers(self.schedulers, cfg.SOLVER.WARMUP_UNIT, end_of_epoch=True)
             seconds = time.perf_counter() - start
             logger.info("epoch %d/%d done in %.1f s  %s%s", epoch + 1, self.max_epochs, seconds,
