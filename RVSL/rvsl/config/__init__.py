@@ -7,6 +7,8 @@ from typing import List, Optional, Sequence, Tuple
 import yaml
 from yacs.config import CfgNode
 
+from ..evaluation.distance import METRICS as DISTANCES
+from ..modeling.backbones import BACKBONE_NAMES as MODEL_NAMES
 from ..utils.errors import InputError
 from .defaults import _C
 
@@ -19,7 +21,6 @@ STAGES = ("STAGE1", "STAGE2", "STAGE3")
 TEST_SETS = ("SYN", "REAL_CLEAR", "REAL_FOGGY")
 # Label-free checkpoint-choice proxies on unlabelled real images (rvsl/evaluation/proxies.py).
 REAL_PROXIES = ("cycle_psnr", "agreement", "knn_overlap")
-MODEL_NAMES = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "resnet50_ibn_a", "resnet101_ibn_a")
 _CHOICES = {
     "MODE.STAGE": STAGES,
     "MODEL.NAME": MODEL_NAMES,
@@ -28,7 +29,7 @@ _CHOICES = {
     "SOLVER.AMP": ("auto", "off", "bf16", "fp16"),
     "SOLVER.WARMUP_UNIT": ("iteration", "epoch"),
     "TEST.DATA": TEST_SETS,
-    "TEST.DISTANCE": ("euclidean", "cosine"),
+    "TEST.DISTANCE": DISTANCES,
 }
 _POSITIVE = ("SOLVER.MAX_EPOCHS", "DATALOADER.NUM_IDENTITIES", "DATALOADER.NUM_INSTANCES",
              "DATALOADER.REAL_BATCH_SIZE", "DATALOADER.PREFETCH", "TEST.IMS_PER_BATCH", "SOLVER.LOG_PERIOD",
