@@ -31,6 +31,7 @@ demo: demo-data
 	PYTHON=$(PY) CONFIG=configs/demo.yml DATA_PATH=$(DEMO_DATA) bash test.sh $(DEMO_OUT)/stage3/checkpoint/best.pth $(DEMO_OUT)/test
 
 test: venv
+	$(VENV)/bin/ruff check .
 	$(PY) -m pytest
 
 bench: venv

@@ -1,11 +1,13 @@
 """Fixtures shared by the test modules."""
 
 import logging
+import shutil
 from pathlib import Path
 
 import pytest
 
-from helpers import make_tiny_fvrid
+from helpers import make_tiny_fvrid, run_cli
+from model_helpers import save_tiny_checkpoint
 
 
 @pytest.fixture(scope="session")
@@ -14,6 +16,25 @@ def tiny_fvrid(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("tiny_fvrid")
     make_tiny_fvrid(root)
     return root
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory) -> Path:
+    """Path of a tiny stage-1 checkpoint (do not modify)."""
+    return save_tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny.pth")
+
+
+@pytest.fixture(scope="session")
+def demo_images(tmp_path_factory) -> Path:
+    """A folder of demo images (real-hazy query set of the demo generator) under names that do not parse."""
+    root = tmp_path_factory.mktemp("demo_gen")
+    result = run_cli(["Datasets/make_demo.py", "--out", str(root), "--seed", "0", "--scale", "0.2", "--size", "32"])
+    assert result.returncode == 0, result.stderr
+    folder = tmp_path_factory.mktemp("user") / "my images"
+    folder.mkdir()
+    for i, src in enumerate(sorted((root / "FVRID_real" / "query_foggy").glob("*.jpg"))):
+        shutil.copy(src, folder / f"camera shot {i:02d}.jpg")
+    return folder
 
 
 @pytest.fixture(autouse=True)

@@ -1,12 +1,9 @@
-"""A tiny saved RVSL checkpoint and the demo data, shared by the tests of the use-a-model commands."""
+"""A tiny saved RVSL checkpoint for the tests of the use-a-model commands (its fixtures live in conftest.py)."""
 
-import shutil
 from pathlib import Path
 
-import pytest
 import torch
 
-from helpers import run_cli
 from rvsl.config import config_to_dict, load_config
 from rvsl.engine.checkpoint import save_checkpoint
 from rvsl.modeling import build_model
@@ -28,22 +25,3 @@ def save_tiny_checkpoint(path: Path, num_classes: int = 4, seed: int = 0) -> Pat
     save_checkpoint({"model": model.state_dict(), "stage": "STAGE1", "epoch": 1, "config": config_to_dict(cfg),
                      "metrics": {}, "num_classes": num_classes}, path)
     return path
-
-
-@pytest.fixture(scope="session")
-def tiny_checkpoint(tmp_path_factory) -> Path:
-    """Path of a tiny stage-1 checkpoint (do not modify)."""
-    return save_tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny.pth")
-
-
-@pytest.fixture(scope="session")
-def demo_images(tmp_path_factory) -> Path:
-    """A folder of demo images (real-hazy query set of the demo generator) under names that do not parse."""
-    root = tmp_path_factory.mktemp("demo_gen")
-    result = run_cli(["Datasets/make_demo.py", "--out", str(root), "--seed", "0", "--scale", "0.2", "--size", "32"])
-    assert result.returncode == 0, result.stderr
-    folder = tmp_path_factory.mktemp("user") / "my images"
-    folder.mkdir()
-    for i, src in enumerate(sorted((root / "FVRID_real" / "query_foggy").glob("*.jpg"))):
-        shutil.copy(src, folder / f"camera shot {i:02d}.jpg")
-    return folder

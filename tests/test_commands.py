@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 
 from helpers import run_cli
-from model_helpers import demo_images, tiny_checkpoint  # noqa: F401  (fixtures)
 from rvsl import Predictor
 
 CPU = ["MODEL.DEVICE", "cpu", "TEST.IMS_PER_BATCH", "3"]

@@ -54,6 +54,30 @@ def test_published_configs_carry_the_reference_recipe():
     assert (cfg.MODEL.NAME, cfg.MODEL.LAST_STRIDE, cfg.INPUT.SIZE_TRAIN) == ("resnet50_ibn_a", 2, [384, 384])
 
 
+def test_base_is_merged_first_and_the_file_overrides_it(tmp_path):
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "base.yml").write_text("SOLVER:\n  MAX_EPOCHS: 7\n  BASE_LR: 0.5\nMODEL:\n  NAME: resnet34\n")
+    (tmp_path / "sub" / "mid.yml").write_text("_BASE_: ../base.yml\nSOLVER:\n  BASE_LR: 0.25\n")
+    (tmp_path / "sub" / "top.yml").write_text("_BASE_: mid.yml\nSOLVER:\n  MAX_EPOCHS: 3\n")
+    cfg = load_config(str(tmp_path / "sub" / "top.yml"), ["MODEL.NAME", "resnet18"])
+    assert (cfg.SOLVER.MAX_EPOCHS, cfg.SOLVER.BASE_LR, cfg.MODEL.NAME) == (3, 0.25, "resnet18")
+    assert "_BASE_" not in cfg
+
+
+@pytest.mark.parametrize("files, message", [
+    ({"top.yml": "_BASE_: gone.yml\n"}, "gone.yml (the _BASE_ of"),
+    ({"top.yml": "_BASE_: other.yml\n", "other.yml": "_BASE_: top.yml\n"}, "_BASE_ chain comes back to"),
+    ({"top.yml": "_BASE_: [a.yml, b.yml]\n"}, "_BASE_ must be one file name"),
+    ({"top.yml": "_BASE_: bad.yml\n", "bad.yml": "SOLVER: [unclosed\n"}, "bad.yml: not a readable YAML config"),
+    ({"top.yml": "_BASE_: bad.yml\n", "bad.yml": "SOLVER:\n  NO_SUCH_KEY: 1\n"}, "bad.yml: unknown config key"),
+])
+def test_bad_base_chains_name_the_file(tmp_path, files, message):
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    with pytest.raises(InputError, match=message.replace("[", r"\[").replace("(", r"\(")):
+        load_config(str(tmp_path / "top.yml"))
+
+
 def test_merge_order_file_then_opts():
     cfg = load_config(str(ROOT / "configs" / "demo.yml"), ["SOLVER.MAX_EPOCHS", "7", "MODEL.NAME", "resnet34"])
     assert cfg.SOLVER.MAX_EPOCHS == 7 and cfg.MODEL.NAME == "resnet34"

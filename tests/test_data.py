@@ -13,7 +13,7 @@ import torch
 from helpers import write_image
 from rvsl.config import load_config
 from rvsl.data import fvrid
-from rvsl.data.build import build_test_loader, build_train_loaders, test_set_available
+from rvsl.data.build import build_test_loader, build_train_loaders, has_test_set
 from rvsl.data.fvrid import ImageRecord, pair_twins, parse_name, relabel, scan_labelled
 from rvsl.data.samplers import PKBatchSampler, ShuffleBatchSampler
 from rvsl.data.transforms import Augment, joint_augment, read_image
@@ -327,13 +327,13 @@ def test_real_test_folders_are_optional(tiny_fvrid, tmp_path):
     loaders = build_train_loaders(cfg)
     assert next(iter(loaders.real))["img"].shape == (4, 3, 32, 32)
     assert loaders.val_syn[1] == 2
-    assert [test_set_available(cfg, name) for name in ("SYN", "REAL_CLEAR", "REAL_FOGGY")] == [True, False, True]
+    assert [has_test_set(cfg, name) for name in ("SYN", "REAL_CLEAR", "REAL_FOGGY")] == [True, False, True]
     shutil.rmtree(root / "FVRID_syn" / "gallery_clear")
-    assert not test_set_available(cfg, "SYN")
+    assert not has_test_set(cfg, "SYN")
     with pytest.raises(InputError, match=r"data folder not found: .*query_clear \(DATASETS.REAL_QUERY_CLEAR_PATH\)"):
         build_test_loader(cfg, "REAL_CLEAR")
     with pytest.raises(InputError, match="TEST.DATA is 'REAL'"):
-        test_set_available(cfg, "REAL")
+        has_test_set(cfg, "REAL")
 
 
 def test_real_images_held_out_unlabelled(tiny_fvrid, tmp_path, monkeypatch):

@@ -5,7 +5,6 @@ import pytest
 import torch
 
 from helpers import run_cli
-from model_helpers import tiny_checkpoint  # noqa: F401  (fixture)
 from rvsl import Predictor
 from rvsl.api.export import export_onnx
 from rvsl.config import load_config

@@ -5,7 +5,6 @@ import numpy as np
 import pytest
 import torch
 
-from model_helpers import demo_images, tiny_checkpoint  # noqa: F401  (fixtures)
 from rvsl import Predictor
 from rvsl.config import config_from_dict
 from rvsl.data.transforms import read_image

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from ..config import CfgNode
-from ..evaluation.visualize import _to_bgr
+from ..evaluation.visualize import to_bgr
 from ..utils.errors import InputError
 from ..utils.io import atomic_path, write_bytes_atomic, write_image
 from .predictor import Predictor, image_paths
@@ -104,7 +104,7 @@ def run_dehaze(cfg: CfgNode, args: argparse.Namespace) -> List[Path]:
     step = predictor.batch_size
     for start in range(0, len(paths), step):
         chunk = paths[start:start + step]
-        dehazed = _to_bgr(torch.from_numpy(predictor.dehaze(chunk)))
+        dehazed = to_bgr(torch.from_numpy(predictor.dehaze(chunk)))
         for path, image in zip(chunk, dehazed):
             original = cv2.imread(path, cv2.IMREAD_COLOR)
             height, width = original.shape[:2]

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from ..config import CfgNode
-from ..evaluation.visualize import CELL, GAP, QUERY_COLOUR, _thumbnail
+from ..evaluation.visualize import rank_row
 from ..utils.errors import InputError
 from ..utils.io import write_bytes_atomic, write_image
 from .commands import FEATURE_NAMES, build_predictor, output_folder, weight_argument
@@ -105,12 +105,7 @@ def results_csv(q_names: List[str], g_names: List[str], dist: np.ndarray, idx: n
 
 def rank_list_picture(query: Path, gallery: List[Path]) -> np.ndarray:
     """The query (blue border) then its results (grey borders), left to right, as one BGR row."""
-    row = np.full((CELL, CELL + GAP + len(gallery) * CELL, 3), 255, np.uint8)
-    row[:, :CELL] = _thumbnail(str(query), QUERY_COLOUR)
-    for k, path in enumerate(gallery):
-        x = CELL + GAP + k * CELL
-        row[:, x:x + CELL] = _thumbnail(str(path), RESULT_COLOUR)
-    return row
+    return rank_row(str(query), [str(path) for path in gallery], [RESULT_COLOUR] * len(gallery), len(gallery))
 
 
 def run_search(cfg: CfgNode, args: argparse.Namespace) -> Tuple[np.ndarray, np.ndarray]:

@@ -2,10 +2,13 @@
 
 import re
 from pathlib import Path
-from typing import Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
+import yaml
 from yacs.config import CfgNode
 
+from ..evaluation.distance import METRICS as DISTANCES
+from ..modeling.backbones import BACKBONE_NAMES as MODEL_NAMES
 from ..modeling.generator import GENERATOR_STYLES
 from ..utils.errors import InputError
 from .defaults import _C
@@ -13,11 +16,12 @@ from .defaults import _C
 __all__ = ["CfgNode", "get_cfg_defaults", "load_config", "check_config", "config_from_dict", "config_to_dict",
            "STAGES", "TEST_SETS", "MODEL_NAMES"]
 
+# A YAML config may start from another: ``_BASE_: FVRID.yml`` (relative to the file) merges that one first.
+BASE_KEY = "_BASE_"
 STAGES = ("STAGE1", "STAGE2", "STAGE3")
 TEST_SETS = ("SYN", "REAL_CLEAR", "REAL_FOGGY")
 # Label-free checkpoint-choice proxies on unlabelled real images (rvsl/evaluation/proxies.py).
 REAL_PROXIES = ("cycle_psnr", "agreement", "knn_overlap")
-MODEL_NAMES = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "resnet50_ibn_a", "resnet101_ibn_a")
 _CHOICES = {
     "MODE.STAGE": STAGES,
     "MODEL.NAME": MODEL_NAMES,
@@ -27,7 +31,7 @@ _CHOICES = {
     "SOLVER.AMP": ("auto", "off", "bf16", "fp16"),
     "SOLVER.WARMUP_UNIT": ("iteration", "epoch"),
     "TEST.DATA": TEST_SETS,
-    "TEST.DISTANCE": ("euclidean", "cosine"),
+    "TEST.DISTANCE": DISTANCES,
 }
 _POSITIVE = ("SOLVER.MAX_EPOCHS", "DATALOADER.NUM_IDENTITIES", "DATALOADER.NUM_INSTANCES",
              "DATALOADER.REAL_BATCH_SIZE", "DATALOADER.PREFETCH", "TEST.IMS_PER_BATCH", "SOLVER.LOG_PERIOD",
@@ -120,20 +124,43 @@ def _check_input(cfg: CfgNode) -> None:
                          "VAL.REAL_IMAGES > 0, in stage 2 or 3 (stage 1 reads no real image)")
 
 
+def _yaml_chain(path: Path) -> List[Tuple[Path, CfgNode]]:
+    """``path`` and the files it inherits from through ``_BASE_`` (relative to the file), base first, each
+    read as a config node without its ``_BASE_`` key; :class:`InputError` names the file at fault."""
+    chain: List[Tuple[Path, CfgNode]] = []
+    while True:
+        if not path.is_file():
+            raise InputError(f"config file not found: {path}" + (f" (the _BASE_ of {chain[0][0]})" if chain else ""))
+        if any(path.resolve() == seen.resolve() for seen, _ in chain):
+            raise InputError(f"{chain[0][0]}: its _BASE_ chain comes back to {path}")
+        try:
+            with open(path, encoding="utf-8") as handle:
+                node = CfgNode.load_cfg(handle)
+        except (yaml.YAMLError, ValueError, TypeError, AttributeError) as exc:
+            raise InputError(f"{path}: not a readable YAML config ({exc})") from exc
+        base = node.pop(BASE_KEY, None)
+        chain.insert(0, (path, node))
+        if base is None:
+            return chain
+        if not isinstance(base, str):
+            raise InputError(f"{path}: _BASE_ must be one file name, got {base!r}")
+        path = path.parent / base
+
+
 def load_config(config_file: Optional[str] = None, opts: Sequence[str] = (), stage: Optional[str] = None) -> CfgNode:
-    """Defaults, then ``config_file``, then ``KEY VALUE`` ``opts``; checked and frozen.
+    """Defaults, then ``config_file`` (after the files it names as ``_BASE_``), then ``KEY VALUE`` ``opts``;
+    checked and frozen.
 
     ``stage`` (set by a stage's entry script) fixes ``MODE.STAGE``; an explicit different value in
     ``opts`` is an error. Every problem raises :class:`InputError` naming the file or key.
     """
     cfg = get_cfg_defaults()
     if config_file:
-        if not Path(config_file).is_file():
-            raise InputError(f"config file not found: {config_file}")
-        try:
-            cfg.merge_from_file(config_file)
-        except (KeyError, ValueError, TypeError, AttributeError) as exc:
-            raise InputError(f"{config_file}: {_yacs_message(exc)}") from exc
+        for path, node in _yaml_chain(Path(config_file)):
+            try:
+                cfg.merge_from_other_cfg(node)
+            except (KeyError, ValueError, TypeError, AttributeError) as exc:
+                raise InputError(f"{path}: {_yacs_message(exc)}") from exc
     opts = list(opts)
     if len(opts) % 2:
         raise InputError(f"command-line options must be KEY VALUE pairs; '{opts[-1]}' has no value")

@@ -203,7 +203,7 @@ def _check_test_set(test_set: str) -> None:
         raise InputError(f"TEST.DATA is {test_set!r}; expected one of {', '.join(TEST_KEYS)}")
 
 
-def test_set_available(cfg: CfgNode, test_set: str) -> bool:
+def has_test_set(cfg: CfgNode, test_set: str) -> bool:
     """Whether the query and gallery folders of ``test_set`` (and, for SYN, their clear twins) exist."""
     _check_test_set(test_set)
     keys = list(TEST_KEYS[test_set])
@@ -212,7 +212,6 @@ def test_set_available(cfg: CfgNode, test_set: str) -> bool:
     return all(os.path.isdir(folder(cfg, key)) for key in keys)
 
 
-test_set_available.__test__ = False  # a library function: pytest must not collect it where a test imports it
 
 
 def build_test_loader(cfg: CfgNode, test_set: str) -> Tuple[DataLoader, int]:

@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from ..config import CfgNode, config_from_dict, config_to_dict
-from ..data.build import STAGE_TEST_SET, TrainLoaders, build_test_loader, build_train_loaders, test_set_available
+from ..data.build import STAGE_TEST_SET, TrainLoaders, build_test_loader, build_train_loaders, has_test_set
 from ..data.check import startup_check
 from ..evaluation import inference_on_dataset, real_proxies
 from ..modeling import (DOMAINS, ImagePool, build_discriminators, build_model, compile_networks, load_backbone_weights,
@@ -116,7 +116,7 @@ class Trainer:
         loaders = build_train_loaders(cfg)
         test_set = STAGE_TEST_SET[cfg.MODE.STAGE]
         # an absent test set is said once, by the start-up check
-        test = build_test_loader(cfg, test_set) if test_set_available(cfg, test_set) else None
+        test = build_test_loader(cfg, test_set) if has_test_set(cfg, test_set) else None
         if cfg.SOLVER.BEST_METRIC.startswith("test_labels/"):
             if test is None:
                 raise InputError(f"SOLVER.BEST_METRIC {cfg.SOLVER.BEST_METRIC} needs the {test_set} test set, "

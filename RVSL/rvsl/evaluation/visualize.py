@@ -2,7 +2,7 @@
 
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING, Dict, FrozenSet, List, Mapping, Optional, Sequence, Union
+from typing import Dict, FrozenSet, List, Mapping, Optional, Protocol, Sequence, Tuple, Union
 
 import cv2
 import numpy as np
@@ -10,9 +10,6 @@ import torch
 
 from ..utils.io import write_image
 from .base import DatasetEvaluator
-
-if TYPE_CHECKING:  # the ReID evaluator module imports this one
-    from .evaluator import ReIDEvaluator
 
 logger = logging.getLogger(__name__)
 
@@ -24,7 +21,7 @@ MATCH_COLOUR = (0, 200, 0)  # green: same identity
 MISS_COLOUR = (0, 0, 255)  # red: another identity
 
 
-def _thumbnail(path: str, colour: tuple) -> np.ndarray:
+def thumbnail(path: str, colour: Tuple[int, int, int]) -> np.ndarray:
     """The image at ``path`` resized to CELL x CELL with a coloured border (grey if unreadable)."""
     img = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if img is None:
@@ -32,6 +29,17 @@ def _thumbnail(path: str, colour: tuple) -> np.ndarray:
         img = np.full((CELL, CELL, 3), 128, dtype=np.uint8)
     img = cv2.resize(img, (CELL - 2 * BORDER, CELL - 2 * BORDER), interpolation=cv2.INTER_AREA)
     return cv2.copyMakeBorder(img, BORDER, BORDER, BORDER, BORDER, cv2.BORDER_CONSTANT, value=colour)
+
+
+def rank_row(query: str, results: Sequence[str], colours: Sequence[Tuple[int, int, int]], slots: int) -> np.ndarray:
+    """One BGR row: the query (blue border), a gap, then ``results`` with their border ``colours``, in
+    ``slots`` cells (empty cells stay white)."""
+    row = np.full((CELL, CELL + GAP + slots * CELL, 3), 255, dtype=np.uint8)
+    row[:, :CELL] = thumbnail(query, QUERY_COLOUR)
+    for k, (path, colour) in enumerate(zip(results, colours)):
+        x = CELL + GAP + k * CELL
+        row[:, x:x + CELL] = thumbnail(path, colour)
+    return row
 
 
 def save_rank_list(
@@ -56,25 +64,19 @@ def save_rank_list(
                          f"{len(g_paths)} gallery paths")
     q_pids_t, q_cams_t = torch.as_tensor(q_pids).cpu(), torch.as_tensor(q_camids).cpu()
     g_pids_t, g_cams_t = torch.as_tensor(g_pids).cpu(), torch.as_tensor(g_camids).cpu()
-    width = CELL + GAP + topk * CELL
     rows = []
     for i in range(dist.shape[0]):
         order = torch.argsort(dist[i], stable=True)
         junk = (g_pids_t[order] == q_pids_t[i]) & (g_cams_t[order] == q_cams_t[i])
-        order = order[~junk][:topk]
-        row = np.full((CELL, width, 3), 255, dtype=np.uint8)
-        row[:, :CELL] = _thumbnail(q_paths[i], QUERY_COLOUR)
-        for k, j in enumerate(order.tolist()):
-            colour = MATCH_COLOUR if int(g_pids_t[j]) == int(q_pids_t[i]) else MISS_COLOUR
-            x = CELL + GAP + k * CELL
-            row[:, x:x + CELL] = _thumbnail(g_paths[j], colour)
-        rows.append(row)
+        order = order[~junk][:topk].tolist()
+        colours = [MATCH_COLOUR if int(g_pids_t[j]) == int(q_pids_t[i]) else MISS_COLOUR for j in order]
+        rows.append(rank_row(q_paths[i], [g_paths[j] for j in order], colours, topk))
     if not rows:
         raise ValueError("save_rank_list needs at least one query row")
     return write_image(out_file, np.concatenate(rows, axis=0))
 
 
-def _to_bgr(images: torch.Tensor) -> np.ndarray:
+def to_bgr(images: torch.Tensor) -> np.ndarray:
     """B x 3 x H x W in [0, 1] -> B x H x W x 3 uint8 BGR."""
     arr = (images.detach().float().clamp(0, 1) * 255.0 + 0.5).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
     return np.ascontiguousarray(arr[..., ::-1])
@@ -89,9 +91,18 @@ def save_triplets(
                          f"{tuple(inputs.shape)}, {tuple(dehazed.shape)}, {tuple(rehazed.shape)}")
     if inputs.shape[0] == 0:
         raise ValueError("save_triplets needs at least one image")
-    cols = [_to_bgr(t) for t in (inputs, dehazed, rehazed)]
+    cols = [to_bgr(t) for t in (inputs, dehazed, rehazed)]
     rows = [np.concatenate([c[b] for c in cols], axis=1) for b in range(inputs.shape[0])]
     return write_image(out_file, np.concatenate(rows, axis=0))
+
+
+class RankListSource(Protocol):
+    """What :class:`PictureEvaluator` needs of a ReID evaluator to draw its rank lists."""
+
+    has_paths: bool
+
+    def save_rank_lists(self, out_dir: Path, num: int) -> List[Path]:
+        """Write rank-list pictures of the first ``num`` queries into ``out_dir``; their paths."""
 
 
 class PictureEvaluator(DatasetEvaluator):
@@ -100,7 +111,7 @@ class PictureEvaluator(DatasetEvaluator):
     is given, its rank lists of the first ``num`` queries (``rank_<branch>.png``). Returns no metrics.
     """
 
-    def __init__(self, out_dir: Union[str, Path], num: int = 10, ranked_by: Optional["ReIDEvaluator"] = None) -> None:
+    def __init__(self, out_dir: Union[str, Path], num: int = 10, ranked_by: Optional[RankListSource] = None) -> None:
         if num < 1:
             raise ValueError(f"num must be >= 1, got {num}")
         self.out_dir = Path(out_dir)
