@@ -28,7 +28,9 @@ def atomic_path(path: PathLike, durable: bool = False) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; when the block ends without error, rename it onto ``path``.
 
     ``durable`` flushes the file to disk (fsync) before the rename, for checkpoints. On any error,
-    or a KeyboardInterrupt, the temporary file is removed and ``path`` is left as it was.
+    or a KeyboardInterrupt, the temporary file is removed and ``path`` is left as it was; an OSError
+    (a full disk, a lost mount) becomes an :class:`InputError` naming the file. The rename gives ``path``
+    a new file, so a hard link to the previous one (``best.pth`` and ``last.pth``) keeps its content.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -40,9 +42,12 @@ def atomic_path(path: PathLike, durable: bool = False) -> Iterator[Path]:
             with open(tmp, "rb") as handle:
                 os.fsync(handle.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
+        if isinstance(exc, OSError):
+            raise InputError(f"cannot write {path.name} in {path.parent} ({exc.strerror or exc}); "
+                             f"the previous {path.name} there, if any, is unchanged") from exc
         raise
 
 
