@@ -92,16 +92,47 @@ def test_wrong_value_type_exits_2_naming_the_key(demo_data, tmp_path):
     assert result.returncode == 2 and "SOLVER.BASE_LR" in result.stderr and "Traceback" not in result.stderr
 
 
-@pytest.mark.parametrize("opts, key", [
-    (("DATALOADER.REAL_BATCH_SIZE", "1"), "DATALOADER.REAL_BATCH_SIZE is 1"),
-    (("DATALOADER.NUM_IDENTITIES", "1", "DATALOADER.NUM_INSTANCES", "1"),
-     "DATALOADER.NUM_IDENTITIES x DATALOADER.NUM_INSTANCES is 1"),
-])
-def test_batch_of_one_exits_2_naming_the_key(demo_data, tmp_path, opts, key):
-    """A training batch of one leaves the BatchNorm layers one value per channel: refused before training."""
-    result = run_cli(train_args(2, demo_data, tmp_path / "out", *opts))
-    assert result.returncode == 2 and key in result.stderr and "one value per channel" in result.stderr
+# Values that type-check but cannot work, each refused at start-up with its key (or file) named: (stage, KEY VALUE
+# pairs, a fragment of the one-line message). {tmp} is the test's folder.
+CANNOT_WORK = {
+    "size the generators cannot reproduce": (1, ("INPUT.SIZE_TRAIN", "[34, 34]"), "INPUT.SIZE_TRAIN must be"),
+    "more identities than the data has": (1, ("DATALOADER.NUM_IDENTITIES", "500"), "DATALOADER.NUM_IDENTITIES: P x K"),
+    "more held-out identities than exist": (1, ("VAL.SYN_IDENTITIES", "500"), "VAL.SYN_IDENTITIES is 500 but"),
+    "an empty data folder": (1, ("DATASETS.SYN_TRAIN_CLEAR_PATH", "{tmp}/empty"), "no usable image in {tmp}/empty"),
+    "a text file as MODEL.PRETRAIN_PATH": (1, ("MODEL.PRETRAIN_PATH", "{tmp}/notes.pth"),
+                                           "MODEL.PRETRAIN_PATH: {tmp}/notes.pth is not a loadable checkpoint"),
+    "a truncated MODEL.PRETRAIN_PATH": (1, ("MODEL.PRETRAIN_PATH", "{tmp}/cut.pth"),
+                                        "MODEL.PRETRAIN_PATH: {tmp}/cut.pth is not a loadable checkpoint"),
+    "a real batch of one": (2, ("DATALOADER.REAL_BATCH_SIZE", "1"),
+                            "DATALOADER.REAL_BATCH_SIZE is 1: a training batch of one real image leaves the BatchNorm "
+                            "layers one value per channel"),
+    "a synthetic batch of one": (1, ("DATALOADER.NUM_IDENTITIES", "1", "DATALOADER.NUM_INSTANCES", "1"),
+                                 "DATALOADER.NUM_IDENTITIES x DATALOADER.NUM_INSTANCES is 1"),
+}
+
+
+@pytest.mark.parametrize("case", list(CANNOT_WORK))
+def test_values_that_cannot_work_exit_2_naming_the_key(demo_data, tmp_path, case):
+    stage, opts, fragment = CANNOT_WORK[case]
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "notes.pth").write_text("not a checkpoint\n")
+    torch.save({"weight": torch.zeros(1000)}, tmp_path / "full.pth")
+    (tmp_path / "cut.pth").write_bytes((tmp_path / "full.pth").read_bytes()[:2000])
+    opts = [value.format(tmp=tmp_path) for value in opts]
+    result = run_cli(train_args(stage, demo_data, tmp_path / "out", *opts))
+    assert result.returncode == 2, result.stderr[-3000:]
+    errors = [line for line in result.stderr.splitlines() if " ERROR: " in line]
+    assert len(errors) == 1 and fragment.format(tmp=tmp_path) in errors[0], result.stderr[-3000:]
     assert "Traceback" not in result.stderr
+
+
+def test_values_that_look_odd_but_work_train(demo_data, tmp_path):
+    """One instance per identity, unsorted LR steps and a test batch of one: the run trains and validates."""
+    result = run_cli(train_args(1, demo_data, tmp_path / "out", "SOLVER.MAX_EPOCHS", "1",
+                                "DATALOADER.NUM_INSTANCES", "1", "DATALOADER.NUM_IDENTITIES", "4",
+                                "SOLVER.STEPS", "[30, 20]", "TEST.IMS_PER_BATCH", "1"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert torch.load(tmp_path / "out" / "checkpoint" / "last.pth", weights_only=True)["epoch"] == 1
 
 
 def test_diverging_loss_is_warned_while_still_finite(demo_data, tmp_path):
