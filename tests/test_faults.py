@@ -17,7 +17,7 @@ from rvsl.engine.defaults import launch
 from rvsl.engine.trainer import train_stage
 from rvsl.utils.errors import InputError, one_line
 from rvsl.utils.io import TMP_SUFFIX
-from rvsl.utils.lock import lock_output_dir
+from rvsl.utils.lock import lock_output_dir, unlock_all
 
 HOLD = ("import sys, time; from pathlib import Path; from rvsl.utils.lock import lock_output_dir; "
         "lock_output_dir(Path(sys.argv[1])); print('locked', flush=True); time.sleep(600)")
@@ -52,9 +52,15 @@ def test_a_killed_holder_does_not_block_the_next_run(tmp_path):
     holder.wait()
     lock_output_dir(tmp_path)  # the OS released the lock
     lock_output_dir(tmp_path)  # taking it again in the same process is fine
-    other = subprocess.run([sys.executable, "-c", HOLD, str(tmp_path)], cwd=ROOT, capture_output=True, text=True,
-                           timeout=120)
-    assert other.returncode != 0 and f"pid {os.getpid()} on" in other.stderr  # now this process holds it
+    try:
+        other = subprocess.run([sys.executable, "-c", HOLD, str(tmp_path)], cwd=ROOT, capture_output=True, text=True,
+                               timeout=120)
+        assert other.returncode != 0 and f"pid {os.getpid()} on" in other.stderr  # now this process holds it
+    finally:
+        unlock_all()
+    holder = _holder(tmp_path)  # released: another process takes it
+    holder.kill()
+    holder.wait()
 
 
 def test_full_disk_during_a_checkpoint_keeps_the_previous_ones_and_exits_2(tiny_fvrid, tmp_path, monkeypatch, capsys):
@@ -84,6 +90,9 @@ def test_full_disk_during_a_checkpoint_keeps_the_previous_ones_and_exits_2(tiny_
     for name in ("last", "best"):
         assert load_checkpoint(str(out / "checkpoint" / f"{name}.pth"), name)["epoch"] == 1
     assert os.path.samefile(out / "checkpoint" / "last.pth", out / "checkpoint" / "best.pth")
+    holder = _holder(out)  # launch released the folder's lock when it returned
+    holder.kill()
+    holder.wait()
     assert not [p for p in out.rglob("*") if p.name.endswith(TMP_SUFFIX)]
 
 

@@ -13,7 +13,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 from ..config import CfgNode, load_config
 from ..utils import comm
 from ..utils.errors import InputError, one_line
-from ..utils.lock import lock_output_dir
+from ..utils.lock import lock_output_dir, unlock_all
 from ..utils.logger import setup_logger
 from ..utils.misc import resolve_device, seed_everything
 from .guard import TrainingStopped
@@ -98,4 +98,5 @@ def launch(main: Callable[[CfgNode, argparse.Namespace], None], description: str
         return exc.exit_code
     finally:
         comm.destroy_process_group()
+        unlock_all()
     return 0

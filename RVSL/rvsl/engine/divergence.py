@@ -23,7 +23,7 @@ class LossGrowth:
         self.warned = False
 
     def start(self, value: float) -> None:
-        """The first iteration's total model loss, the reference (the first finite value counts)."""
+        """The first iteration's total model loss, the reference (the first finite positive value counts)."""
         if self.first is None and math.isfinite(value) and value > 0:
             self.first = value
 

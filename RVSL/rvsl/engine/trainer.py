@@ -274,7 +274,7 @@ class Trainer:
         for iteration, micro_batches in enumerate(bar):
             where = f"epoch {epoch + 1} iteration {iteration + 1}"
             values = self.train_iteration(micro_batches, where)
-            if iteration == 0 and values[0]:
+            if self.loss_growth.first is None and values[0]:  # read once: the run's first finite iteration
                 self.loss_growth.start(float(sum(values[0].values())))
             for part, part_values in enumerate(values):
                 for name, value in part_values.items():

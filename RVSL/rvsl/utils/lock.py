@@ -28,7 +28,7 @@ _HELD: Dict[Path, IO[str]] = {}  # folder -> the open lock file of this process 
 
 
 def lock_output_dir(folder: Path) -> None:
-    """Take the lock of ``folder`` (an existing folder) for the rest of this process's life, or raise
+    """Take the lock of ``folder`` (an existing folder) until :func:`unlock_all` or the process ends, or raise
     :class:`InputError` naming the folder and the run that holds it. Taking it again in this process is a no-op."""
     folder = Path(folder).resolve()
     if fcntl is None or folder in _HELD:
@@ -50,3 +50,10 @@ def lock_output_dir(folder: Path) -> None:
     handle.flush()
     _HELD[folder] = handle
     logger.debug("locked %s", path)
+
+
+def unlock_all() -> None:
+    """Release every lock this process holds (the end of a command run in-process)."""
+    while _HELD:
+        _, handle = _HELD.popitem()
+        handle.close()  # closing the file drops its flock
