@@ -19,8 +19,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("root", metavar="DIR", help="dataset root (the layout's folders lie under it)")
     parser.add_argument("--json", action="store_true", help="print the full report as JSON")
-    parser.add_argument("--fast", action="store_true",
-                        help="skip the decode, size and duplicate checks (what the trainers run)")
+    depth = parser.add_mutually_exclusive_group()
+    depth.add_argument("--full", action="store_true",
+                       help="decode every image in full, check twin sizes and duplicates (the default)")
+    depth.add_argument("--fast", action="store_true",
+                       help="skip the decode, size and duplicate checks (what the trainers run: image headers only)")
     parser.add_argument("--domain", action="append", choices=DOMAINS,
                         help="check only this domain (repeatable): synthetic, real clear or real hazy images")
     parser.add_argument("--workers", type=int, default=1, help="processes decoding images")

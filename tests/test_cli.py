@@ -1,6 +1,7 @@
 """The real command line on generated demo data: training, inference, bad input, kill and resume."""
 
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -12,6 +13,7 @@ import pytest
 import torch
 
 from helpers import ROOT, run_cli
+from rvsl.utils.io import TMP_SUFFIX
 
 # A tiny, fast training setting on top of configs/demo.yml.
 FAST = ["MODEL.DEVICE", "cpu", "INPUT.SIZE_TRAIN", "[32, 32]", "INPUT.SIZE_TEST", "[32, 32]", "INPUT.PADDING", "2",
@@ -90,6 +92,62 @@ def test_wrong_value_type_exits_2_naming_the_key(demo_data, tmp_path):
     assert result.returncode == 2 and "SOLVER.BASE_LR" in result.stderr and "Traceback" not in result.stderr
 
 
+# Values that type-check but cannot work, each refused at start-up with its key (or file) named: (stage, KEY VALUE
+# pairs, a fragment of the one-line message). {tmp} is the test's folder.
+CANNOT_WORK = {
+    "size the generators cannot reproduce": (1, ("INPUT.SIZE_TRAIN", "[34, 34]"), "INPUT.SIZE_TRAIN must be"),
+    "more identities than the data has": (1, ("DATALOADER.NUM_IDENTITIES", "500"), "DATALOADER.NUM_IDENTITIES: P x K"),
+    "more held-out identities than exist": (1, ("VAL.SYN_IDENTITIES", "500"), "VAL.SYN_IDENTITIES is 500 but"),
+    "an empty data folder": (1, ("DATASETS.SYN_TRAIN_CLEAR_PATH", "{tmp}/empty"), "no usable image in {tmp}/empty"),
+    "a text file as MODEL.PRETRAIN_PATH": (1, ("MODEL.PRETRAIN_PATH", "{tmp}/notes.pth"),
+                                           "MODEL.PRETRAIN_PATH: {tmp}/notes.pth is not a loadable checkpoint"),
+    "a truncated MODEL.PRETRAIN_PATH": (1, ("MODEL.PRETRAIN_PATH", "{tmp}/cut.pth"),
+                                        "MODEL.PRETRAIN_PATH: {tmp}/cut.pth is not a loadable checkpoint"),
+    "a real batch of one": (2, ("DATALOADER.REAL_BATCH_SIZE", "1"),
+                            "DATALOADER.REAL_BATCH_SIZE is 1: a training batch of one real image leaves the BatchNorm "
+                            "layers one value per channel"),
+    "a synthetic batch of one": (1, ("DATALOADER.NUM_IDENTITIES", "1", "DATALOADER.NUM_INSTANCES", "1"),
+                                 "DATALOADER.NUM_IDENTITIES x DATALOADER.NUM_INSTANCES is 1"),
+}
+
+
+@pytest.mark.parametrize("case", list(CANNOT_WORK))
+def test_values_that_cannot_work_exit_2_naming_the_key(demo_data, tmp_path, case):
+    stage, opts, fragment = CANNOT_WORK[case]
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "notes.pth").write_text("not a checkpoint\n")
+    torch.save({"weight": torch.zeros(1000)}, tmp_path / "full.pth")
+    (tmp_path / "cut.pth").write_bytes((tmp_path / "full.pth").read_bytes()[:2000])
+    opts = [value.format(tmp=tmp_path) for value in opts]
+    result = run_cli(train_args(stage, demo_data, tmp_path / "out", *opts))
+    assert result.returncode == 2, result.stderr[-3000:]
+    errors = [line for line in result.stderr.splitlines() if " ERROR: " in line]
+    assert len(errors) == 1 and fragment.format(tmp=tmp_path) in errors[0], result.stderr[-3000:]
+    assert "Traceback" not in result.stderr
+
+
+def test_values_that_look_odd_but_work_train(demo_data, tmp_path):
+    """One instance per identity, unsorted LR steps and a test batch of one: the run trains and validates."""
+    result = run_cli(train_args(1, demo_data, tmp_path / "out", "SOLVER.MAX_EPOCHS", "1",
+                                "DATALOADER.NUM_INSTANCES", "1", "DATALOADER.NUM_IDENTITIES", "4",
+                                "SOLVER.STEPS", "[30, 20]", "TEST.IMS_PER_BATCH", "1"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert torch.load(tmp_path / "out" / "checkpoint" / "last.pth", weights_only=True)["epoch"] == 1
+
+
+def test_diverging_loss_is_warned_while_still_finite(demo_data, tmp_path):
+    """SOLVER.BASE_LR 1e8: the losses grow by orders of magnitude; a warning says so (validation is off here:
+    the diverged model's features are NaN)."""
+    data = tmp_path / "data"
+    shutil.copytree(demo_data, data)
+    shutil.rmtree(data / "FVRID_syn" / "query_foggy")  # no SYN test set
+    result = run_cli(train_args(1, data, tmp_path / "out", "SOLVER.MAX_EPOCHS", "1", "SOLVER.BASE_LR", "1e8",
+                                "VAL.SYN_IDENTITIES", "0", "SOLVER.BEST_METRIC", "last", "SOLVER.LOG_PERIOD", "2"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "the loss grew from" in result.stderr and "is SOLVER.BASE_LR too high?" in result.stderr
+    assert "non-finite" not in result.stderr[:result.stderr.index("the loss grew from")]
+
+
 def test_missing_test_weight_exits_2(demo_data, tmp_path):
     result = run_cli(["RVSL/inference.py", "-t", "-c", "configs/demo.yml", "DATASETS.DATA_PATH", str(demo_data),
                       "TEST.WEIGHT", str(tmp_path / "nope.pth"), "OUTPUT_DIR", str(tmp_path / "out")])
@@ -107,6 +165,37 @@ def test_existing_run_is_not_overwritten(flawed_run):
     assert bad.returncode == 2
     assert (out / "checkpoint" / "last.pth").read_bytes() == before
     assert (out / "config.yaml").read_bytes() == config_before
+
+
+def _corrupt_huffman_table(path: Path) -> None:
+    """Break the first Huffman table of a JPEG: its header still opens (the start-up check passes it), its data
+    no longer decodes."""
+    data = bytearray(path.read_bytes())
+    table = data.find(b"\xff\xc4")
+    data[table + 5:table + 21] = b"\xff" * 16
+    path.write_bytes(bytes(data))
+
+
+def test_image_that_breaks_mid_run_stops_with_one_line_and_keeps_the_checkpoint(demo_data, tmp_path):
+    """An image whose header opens but whose data does not decode, met by a loader worker in epoch 2: exit 2 with
+    one line naming the file (no worker traceback), epoch 1's checkpoint intact; check_fvrid.py --full finds it."""
+    data, out = tmp_path / "data", tmp_path / "out"
+    shutil.copytree(demo_data, data)
+    args = train_args(1, data, out, "SOLVER.MAX_EPOCHS", "1", "DATALOADER.NUM_WORKERS", "1")
+    assert run_cli(args).returncode == 0
+    before = (out / "checkpoint" / "last.pth").read_bytes()
+    bad = sorted((data / "FVRID_syn" / "train_foggy").glob("*.jpg"))[3]
+    _corrupt_huffman_table(bad)
+
+    result = run_cli([args[0], "--resume", *args[1:], "SOLVER.MAX_EPOCHS", "2"])
+    assert result.returncode == 2, result.stderr[-3000:]
+    errors = [line for line in result.stderr.splitlines() if " ERROR: " in line]
+    assert errors and errors[0].endswith(f"error: image does not decode: {bad}") and len(errors) == 1
+    assert "Traceback" not in result.stderr and "DataLoader worker" not in result.stderr
+    assert (out / "checkpoint" / "last.pth").read_bytes() == before
+
+    check = run_cli(["Datasets/check_fvrid.py", "--full", str(data)])
+    assert check.returncode == 1 and bad.name in check.stdout and "undecodable" in check.stdout
 
 
 @pytest.mark.parametrize("test_set", ["SYN", "REAL_FOGGY"])
@@ -129,6 +218,26 @@ def test_inference_writes_metrics_json(flawed_run, demo_data, tmp_path, test_set
                 assert metrics[branch][name] == pytest.approx(value, abs=1e-6), (branch, name)
 
 
+def test_inference_reads_at_the_checkpoints_size_unless_given(flawed_run, demo_data, tmp_path):
+    """The checkpoint was trained and validated at 32 x 32 and configs/demo.yml says 64 x 64: inference.py reads
+    at 32 x 32 (repeating the trainer's validation) unless INPUT.SIZE_TEST is on the command line."""
+    _, out, _ = flawed_run
+    base = ["RVSL/inference.py", "-t", "-c", "configs/demo.yml", "DATASETS.DATA_PATH", str(demo_data),
+            "TEST.DATA", "SYN", "TEST.WEIGHT", str(out / "checkpoint" / "best.pth"), "MODEL.DEVICE", "cpu"]
+    own = run_cli([*base, "OUTPUT_DIR", str(tmp_path / "own")])
+    assert own.returncode == 0, own.stderr[-3000:]
+    assert "input size 32x32 (the model's INPUT.SIZE_TEST)" in own.stderr
+    metrics = json.loads((tmp_path / "own" / "metrics.json").read_text())
+    assert metrics["input_size"] == [32, 32]
+    recorded = json.loads((out / "history.json").read_text())["epochs"][-1]["metrics"]["test_labels"]
+    assert metrics["fusion"]["mAP"] == pytest.approx(recorded["fusion"]["mAP"], abs=1e-6)
+
+    given = run_cli([*base, "INPUT.SIZE_TEST", "[48, 48]", "OUTPUT_DIR", str(tmp_path / "given")])
+    assert given.returncode == 0, given.stderr[-3000:]
+    assert "input size 48x48 (INPUT.SIZE_TEST given; the model's own is 32x32)" in given.stderr
+    assert json.loads((tmp_path / "given" / "metrics.json").read_text())["input_size"] == [48, 48]
+
+
 def _wait_for_epoch(out: Path, epoch: int, process: subprocess.Popen, timeout: float = 300) -> None:
     deadline = time.time() + timeout
     history = out / "history.json"
@@ -141,12 +250,30 @@ def _wait_for_epoch(out: Path, epoch: int, process: subprocess.Popen, timeout: f
     raise AssertionError("epoch never finished")
 
 
-def test_kill_and_resume_equals_uninterrupted_run(demo_data, tmp_path):
-    """SIGKILL after epoch 1 of 4, then --resume: final weights equal an uninterrupted run's."""
-    opts = ("SOLVER.MAX_EPOCHS", "4", "SOLVER.EVAL_PERIOD", "2", "DATALOADER.NUM_WORKERS", "2", "MODE.SEED", "3")
-    straight = run_cli(train_args(1, demo_data, tmp_path / "straight", *opts))
-    assert straight.returncode == 0, straight.stderr[-3000:]
+# The run that the kill-and-resume and the SIGTERM tests interrupt (4 epochs, 2 loader workers).
+RESUMED_RUN = ("SOLVER.MAX_EPOCHS", "4", "SOLVER.EVAL_PERIOD", "2", "DATALOADER.NUM_WORKERS", "2", "MODE.SEED", "3")
 
+
+@pytest.fixture(scope="module")
+def straight_run(demo_data, tmp_path_factory) -> Path:
+    """The final checkpoint of the uninterrupted run of :data:`RESUMED_RUN`."""
+    out = tmp_path_factory.mktemp("straight")
+    straight = run_cli(train_args(1, demo_data, out, *RESUMED_RUN))
+    assert straight.returncode == 0, straight.stderr[-3000:]
+    return out / "checkpoint" / "last.pth"
+
+
+def _assert_same_final_weights(straight: Path, resumed: Path) -> None:
+    a, b = torch.load(straight, weights_only=True), torch.load(resumed, weights_only=True)
+    assert a["epoch"] == b["epoch"] == 4
+    diff = max((a["model"][k].double() - b["model"][k].double()).abs().max().item() for k in a["model"])
+    assert diff <= 1e-6, diff
+    assert a["metrics"] == b["metrics"]
+
+
+def test_kill_and_resume_equals_uninterrupted_run(demo_data, tmp_path, straight_run):
+    """SIGKILL after epoch 1 of 4, then --resume: final weights equal an uninterrupted run's."""
+    opts = RESUMED_RUN
     out = tmp_path / "killed"
     process = subprocess.Popen([sys.executable, *train_args(1, demo_data, out, *opts)], cwd=ROOT,
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
@@ -159,13 +286,35 @@ def test_kill_and_resume_equals_uninterrupted_run(demo_data, tmp_path):
     resumed = run_cli([train_args(1, demo_data, out, *opts)[0], "--resume", *train_args(1, demo_data, out, *opts)[1:]])
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "resumed from" in resumed.stderr
+    _assert_same_final_weights(straight_run, out / "checkpoint" / "last.pth")
 
-    a = torch.load(tmp_path / "straight" / "checkpoint" / "last.pth", weights_only=True)
-    b = torch.load(out / "checkpoint" / "last.pth", weights_only=True)
-    assert a["epoch"] == b["epoch"] == 4
-    diff = max((a["model"][k].double() - b["model"][k].double()).abs().max().item() for k in a["model"])
-    assert diff <= 1e-6, diff
-    assert a["metrics"] == b["metrics"]
+
+def test_sigterm_stops_at_an_iteration_and_resumes_exactly(demo_data, tmp_path, straight_run):
+    """SIGTERM to the whole process group (as a scheduler sends it, the loader workers included) during epoch 2
+    of 4: exit 143 at the next iteration, epoch 1's checkpoint intact, no partial file, the --resume command in
+    the log; resuming gives the uninterrupted run's weights."""
+    out = tmp_path / "stopped"
+    args = train_args(1, demo_data, out, *RESUMED_RUN, "SOLVER.LOG_PERIOD", "1")  # logging leaves the numbers alone
+    process = subprocess.Popen([sys.executable, *args], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                               text=True, start_new_session=True, env=dict(os.environ, PYTHONUNBUFFERED="1"))
+    for line in process.stderr:  # the first log line of epoch 2's iterations
+        if "epoch 2 iter " in line:
+            break
+    else:
+        raise AssertionError(f"run ended early ({process.wait()})")
+    os.killpg(process.pid, signal.SIGTERM)
+    stderr = process.stderr.read()
+    assert process.wait() == 143, stderr[-3000:]
+    assert "SIGTERM: stopped at epoch 2 iteration" in stderr and "Traceback" not in stderr
+    assert f"continue with: python {args[0]} --resume" in stderr
+    assert torch.load(out / "checkpoint" / "last.pth", weights_only=True)["epoch"] == 1
+    assert json.loads((out / "history.json").read_text())["epochs"][-1]["epoch"] == 1
+    assert not [p for p in out.rglob("*") if p.name.endswith((TMP_SUFFIX, ".tmp"))]
+    assert list(out.glob("events.out.tfevents.*"))  # TensorBoard's file, flushed and closed
+
+    resumed = run_cli([args[0], "--resume", *args[1:]])
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    _assert_same_final_weights(straight_run, out / "checkpoint" / "last.pth")
 
 
 def test_stage3_learns_from_unlabelled_frames_alone(demo_data, tmp_path):

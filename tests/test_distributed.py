@@ -34,8 +34,10 @@ AUGMENT = ["INPUT.FLIP_PROB", "0.5", "INPUT.RESIZE_RANGE", "[1.0, 1.2]", "INPUT.
 # Runs a stage script's own entry point (launch -> train_stage), with Trainer.train wrapped so that it first
 # evaluates the stage's test set with the untrained networks, then trains, then saves what each process ends
 # with in OUT/rank<r>.pt. MODE "freeze-bn" keeps BatchNorm on its running statistics; "nan-on-rank-1" makes
-# rank 1's first translation loss NaN.
+# rank 1's first translation loss NaN; "sigterm-on-rank-1" sends rank 1 alone a SIGTERM in its first iteration.
 DRIVER = '''
+import os
+import signal
 import sys
 from pathlib import Path
 
@@ -58,7 +60,17 @@ def poisoned_translation_loss(*args):
     return translation_loss(*args) * (float("nan") if comm.get_rank() == 1 and len(calls) == 1 else 1.0)
 
 
+def signal_rank_1(step):
+    def signalled(*args, **kwargs):
+        if comm.get_rank() == 1:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return step(*args, **kwargs)
+    return signalled
+
+
 def evaluate_train_save(trainer):
+    if mode == "sigterm-on-rank-1":
+        trainer.train_iteration = signal_rank_1(trainer.train_iteration)
     if mode == "nan-on-rank-1":
         stages.translation_loss = poisoned_translation_loss
     if mode == "freeze-bn":  # BatchNorm on its running statistics for good: every image is computed on its own
@@ -89,8 +101,10 @@ sys.exit(launch(train_stage, "test driver", stage=stage, argv=["OUTPUT_DIR", str
 '''
 
 
-def run_driver(tmp_path: Path, name: str, processes: int, stage: str, *opts: str, mode: str = "plain"):
-    """Run DRIVER in ``processes`` processes (torchrun, gloo) or as one plain process; the saved results by rank."""
+def run_driver(tmp_path: Path, name: str, processes: int, stage: str, *opts: str, mode: str = "plain",
+               interrupted: bool = False):
+    """Run DRIVER in ``processes`` processes (torchrun, gloo) or as one plain process; the saved results by rank
+    (``interrupted``: the run is expected to fail, and its output is returned instead)."""
     out = tmp_path / name
     out.mkdir()
     script = tmp_path / "driver.py"
@@ -109,6 +123,8 @@ def run_driver(tmp_path: Path, name: str, processes: int, stage: str, *opts: str
             process.communicate(timeout=60)
             raise
     result = subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
+    if interrupted:
+        return result
     assert result.returncode == 0, result.stderr[-4000:]
     return [torch.load(out / f"rank{r}.pt", weights_only=True) for r in range(processes)], out, result
 
@@ -322,3 +338,15 @@ def test_gradient_accumulation_in_two_processes(tiny_fvrid, tmp_path):
     assert all(torch.equal(rank0["model"][k], rank1["model"][k]) for k in rank0["model"])
     assert any(not torch.equal(one["model"][k], one["initial"][k]) for k in one["initial"])  # it did update
     assert relative_change_error(rank0["model"], one["model"], one["initial"]) < 1e-2
+
+
+def test_sigterm_on_one_process_stops_every_process_at_the_same_iteration(tiny_fvrid, tmp_path):
+    """Rank 1 alone gets SIGTERM in its first iteration: both processes stop after that iteration (the flag is
+    agreed by an all-reduce) with exit 143, and neither waits alone in a collective (run_driver's timeout)."""
+    result = run_driver(tmp_path, "stop", 2, "STAGE1", "DATASETS.DATA_PATH", str(tiny_fvrid),
+                        "DATALOADER.NUM_IDENTITIES", "2", "SOLVER.MAX_EPOCHS", "2", mode="sigterm-on-rank-1",
+                        interrupted=True)
+    assert result.returncode != 0
+    assert result.stderr.count("SIGTERM: stopped at epoch 1 iteration 1;") == 2, result.stderr[-4000:]
+    assert "143" in result.stderr
+    assert not (tmp_path / "stop" / "run" / "checkpoint" / "last.pth").exists()

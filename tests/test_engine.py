@@ -186,7 +186,7 @@ def test_interrupted_save_leaves_previous_checkpoint(tmp_path, monkeypatch):
     save_checkpoint({"model": {}, "stage": "STAGE1", "epoch": 1, "config": {}, "metrics": {}}, path)
 
     def dying_save(obj, f, *args, **kwargs):
-        Path(f).write_bytes(b"half a checkpoint")
+        f.write(b"half a checkpoint")
         raise KeyboardInterrupt("killed during save")
 
     monkeypatch.setattr(torch, "save", dying_save)

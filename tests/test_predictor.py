@@ -79,3 +79,13 @@ def test_bad_inputs_are_named(predictor, demo_images, tmp_path):
         predictor.features(np.zeros((32, 32, 3), np.float32))
     with pytest.raises(InputError, match="not-a-checkpoint"):
         Predictor(str(tmp_path / "not-a-checkpoint.pth"))
+
+
+def test_size_is_the_checkpoints_unless_given(tiny_checkpoint, demo_images):
+    """The checkpoint's INPUT.SIZE_TEST (32 x 32) whatever ``cfg`` says; an explicit ``size`` wins."""
+    from rvsl.config import load_config
+    other = load_config(None, ["INPUT.SIZE_TEST", "[64, 64]"])
+    assert Predictor(str(tiny_checkpoint), device="cpu", cfg=other).size == (32, 32)
+    given = Predictor(str(tiny_checkpoint), device="cpu", size=(40, 48))
+    assert given.size == (40, 48)
+    assert given.dehaze(sorted(demo_images.iterdir())[:2]).shape == (2, 3, 40, 48)

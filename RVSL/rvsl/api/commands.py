@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from ..config import CfgNode
+from ..engine.model_io import size_override
 from ..evaluation.visualize import to_bgr
 from ..utils.errors import InputError
 from ..utils.io import atomic_path, write_bytes_atomic, write_image
@@ -46,9 +47,11 @@ def dehaze_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"also write a side-by-side sheet (input | dehazed) of the first {SHEET_ROWS} images")
 
 
-def build_predictor(cfg: CfgNode, weight: str) -> Predictor:
-    """A Predictor for ``--weight`` on ``MODEL.DEVICE`` in batches of ``TEST.IMS_PER_BATCH``."""
-    return Predictor(weight, device=cfg.MODEL.DEVICE, batch_size=cfg.TEST.IMS_PER_BATCH, cfg=cfg, key="--weight")
+def build_predictor(cfg: CfgNode, args: argparse.Namespace) -> Predictor:
+    """A Predictor for ``--weight`` on ``MODEL.DEVICE`` in batches of ``TEST.IMS_PER_BATCH``, at the model's
+    ``INPUT.SIZE_TEST`` unless the command line gives one."""
+    return Predictor(args.weight, device=cfg.MODEL.DEVICE, batch_size=cfg.TEST.IMS_PER_BATCH, cfg=cfg, key="--weight",
+                     size=size_override(cfg, args.opts))
 
 
 def output_folder(path: str) -> Path:
@@ -77,7 +80,7 @@ def write_features(out: Path, features: Dict[str, np.ndarray], names: List[str],
 def run_extract(cfg: CfgNode, args: argparse.Namespace) -> Dict[str, np.ndarray]:
     """Features of every image of ``--input`` to ``--output``; returns them."""
     paths = image_paths(args.input, "--input")  # a bad path fails before the model loads
-    predictor = build_predictor(cfg, args.weight)
+    predictor = build_predictor(cfg, args)
     features = predictor.features(paths)
     names = predictor.names
     out = output_folder(args.output)
@@ -97,7 +100,7 @@ def run_dehaze(cfg: CfgNode, args: argparse.Namespace) -> List[Path]:
     bad = [p for p in paths if cv2.imread(p, cv2.IMREAD_UNCHANGED) is None]  # decoded in full before any write
     if bad:
         raise InputError(f"image does not decode: {bad[0]}" + (f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""))
-    predictor = build_predictor(cfg, args.weight)
+    predictor = build_predictor(cfg, args)
     out = output_folder(args.output)
     written: List[Path] = []
     sheet_rows: List[np.ndarray] = []

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from ..config import CfgNode
-from ..engine.model_io import load_inference_model
+from ..engine.model_io import load_inference_model, size_override, test_size
 from ..modeling import RVSL
 from ..utils.io import atomic_path
 from .commands import output_folder, weight_argument
@@ -100,4 +100,4 @@ def run_export(cfg: CfgNode, args: argparse.Namespace) -> Dict[str, Path]:
     """Export ``--weight`` to ONNX in ``--output``."""
     model, model_cfg, _ = load_inference_model(args.weight, "--weight", cfg)
     out = output_folder(args.output)
-    return export_onnx(model, tuple(int(s) for s in model_cfg.INPUT.SIZE_TEST), out)
+    return export_onnx(model, test_size(model_cfg, size_override(cfg, args.opts)), out)

@@ -13,7 +13,7 @@ from tqdm import tqdm
 from ..config import CfgNode, get_cfg_defaults
 from ..data.fvrid import scan_folder, warn_skipped
 from ..data.transforms import read_image
-from ..engine.model_io import load_inference_model
+from ..engine.model_io import load_inference_model, test_size
 from ..utils.errors import InputError
 from ..utils.misc import resolve_device
 
@@ -75,18 +75,19 @@ class Predictor:
     ``checkpoint`` is an RVSL checkpoint or a reference-format state dict (built from ``cfg``, the
     defaults if None). Images are given as a file or folder path, a list of paths, uint8 RGB arrays
     (H x W x 3 or N x H x W x 3) or float tensors in [0, 1] (3 x H x W or N x 3 x H x W); they are
-    resized to the model's ``INPUT.SIZE_TEST`` and run in batches of ``batch_size``. ``key`` names
-    the checkpoint's source (an option or config key) in error messages.
+    resized to the model's ``INPUT.SIZE_TEST`` (``size``, (height, width), overrides it) and run in batches of
+    ``batch_size``. ``key`` names the checkpoint's source (an option or config key) in error messages.
     """
 
     def __init__(self, checkpoint: str, device: str = "auto", batch_size: int = 32,
-                 cfg: Optional[CfgNode] = None, key: str = "checkpoint") -> None:
+                 cfg: Optional[CfgNode] = None, key: str = "checkpoint",
+                 size: Optional[Sequence[int]] = None) -> None:
         if batch_size < 1:
             raise InputError(f"batch_size must be >= 1, got {batch_size}")
         self.device = resolve_device(device)
         model, self.cfg, self.info = load_inference_model(str(checkpoint), key, cfg or get_cfg_defaults())
         self.model = model.to(self.device)
-        self.size: Tuple[int, int] = tuple(int(s) for s in self.cfg.INPUT.SIZE_TEST)
+        self.size: Tuple[int, int] = test_size(self.cfg, size)
         self.batch_size = batch_size
         self.names: List[str] = []  # file names of the last path input, in output order
 

@@ -115,7 +115,7 @@ def run_search(cfg: CfgNode, args: argparse.Namespace) -> Tuple[np.ndarray, np.n
     q_paths = image_paths(args.query, "--query")  # bad paths fail before the model loads
     if not Path(args.gallery).exists():
         raise InputError(f"--gallery: no such file or folder: {args.gallery}")
-    predictor = build_predictor(cfg, args.weight)
+    predictor = build_predictor(cfg, args)
     query = predictor.features(q_paths)[args.feature]
     q_names = list(predictor.names)
     q_folder = Path(q_paths[0]).parent

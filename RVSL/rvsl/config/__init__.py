@@ -77,6 +77,7 @@ def check_config(cfg: CfgNode) -> None:
     for key in _POSITIVE:
         if _get(cfg, key) <= 0:
             raise InputError(f"{key} must be positive, got {_get(cfg, key)}")
+    _check_batches(cfg)
     if cfg.SOLVER.MAX_NONFINITE < 0:
         raise InputError(f"SOLVER.MAX_NONFINITE must be 0 (no check) or positive, got {cfg.SOLVER.MAX_NONFINITE}")
     if cfg.SOLVER.BEST_METRIC not in best_metric_choices():
@@ -88,6 +89,18 @@ def check_config(cfg: CfgNode) -> None:
         if len(size) != 2 or any(int(s) < 32 or int(s) % 4 for s in size):
             raise InputError(f"{key} must be [height, width], each a multiple of 4 and at least 32; got {list(size)}")
     _check_input(cfg)
+
+
+def _check_batches(cfg: CfgNode) -> None:
+    """Training batches of at least two images: a training-mode BatchNorm given one value per channel (the BNNeck
+    on a batch of one) cannot normalise it, which torch reports deep in the first iteration."""
+    loader = cfg.DATALOADER
+    if loader.NUM_IDENTITIES * loader.NUM_INSTANCES < 2:
+        raise InputError("DATALOADER.NUM_IDENTITIES x DATALOADER.NUM_INSTANCES is 1: a training batch of one pair "
+                         "leaves the BatchNorm layers one value per channel; make the batch at least 2")
+    if cfg.MODE.STAGE != "STAGE1" and loader.REAL_BATCH_SIZE < 2:
+        raise InputError(f"DATALOADER.REAL_BATCH_SIZE is {loader.REAL_BATCH_SIZE}: a training batch of one real "
+                         "image leaves the BatchNorm layers one value per channel; use at least 2")
 
 
 def _within(key: str, value, low: float, high: float, count: int = 1, ascending: bool = False) -> None:

@@ -15,7 +15,7 @@ from . import layout
 from .datasets import ImageListDataset, PairDataset, TestDataset, UnlabelledDataset
 from .fvrid import ImageRecord, PairRecord, list_images, pair_twins, relabel, scan_labelled, summarize
 from .samplers import InferenceBatchSampler, PKBatchSampler, SeededBatches, ShuffleBatchSampler
-from .transforms import Augment, opencv_single_thread
+from .transforms import Augment, init_worker
 
 logger = logging.getLogger(__name__)
 
@@ -61,7 +61,7 @@ def make_loader(cfg: CfgNode, dataset, **kwargs) -> DataLoader:
     workers = cfg.DATALOADER.NUM_WORKERS
     extra = {"persistent_workers": True, "prefetch_factor": cfg.DATALOADER.PREFETCH} if workers > 0 else {}
     return DataLoader(dataset, num_workers=workers, pin_memory=torch.cuda.is_available(),
-                      worker_init_fn=opencv_single_thread, generator=torch.Generator().manual_seed(cfg.MODE.SEED),
+                      worker_init_fn=init_worker, generator=torch.Generator().manual_seed(cfg.MODE.SEED),
                       **extra, **kwargs)
 
 

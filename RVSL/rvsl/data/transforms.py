@@ -1,6 +1,7 @@
 """Image loading and the (joint) train-time augmentation; tensors are RGB in [0, 1]."""
 
 import math
+import os
 import random
 from typing import List, NamedTuple, Optional, Sequence, Tuple
 
@@ -12,10 +13,16 @@ import torch.nn.functional as F
 from ..utils.errors import InputError
 
 
-def opencv_single_thread(worker_id: int) -> None:
+def init_worker(worker_id: int) -> None:
     """DataLoader ``worker_init_fn``: loader workers parallelise over images, so OpenCV's own threads in
-    each worker would only oversubscribe the CPU (set in the worker process, never in the main one)."""
+    each worker would only oversubscribe the CPU (set in the worker process, never in the main one).
+
+    Each worker gets its own process group, so that Ctrl-C in a terminal or a SIGTERM sent to the run's process
+    group reaches the main process alone: it stops the run at an iteration boundary and ends its workers itself
+    (a worker that ignored SIGTERM instead would block the main process's exit, which ends workers with it)."""
     cv2.setNumThreads(1)
+    if hasattr(os, "setpgrp"):  # POSIX
+        os.setpgrp()
 
 
 def read_image(path: str, size: Tuple[int, int]) -> torch.Tensor:

@@ -18,7 +18,7 @@ from ..data.datasets import ImageListDataset
 from ..data.fvrid import list_images
 from .checkpoint import save_checkpoint
 from .defaults import default_setup
-from .model_io import load_inference_model
+from .model_io import load_inference_model, size_override, test_size
 
 logger = logging.getLogger(__name__)
 
@@ -70,7 +70,8 @@ def run_adabn(cfg: CfgNode, args: argparse.Namespace) -> Dict:
     paths = list_images(folder(cfg, key), f"DATASETS.{key}")
     # equal batches, so that every image weighs the same in the averaged statistics (and no batch of one)
     batch = min(cfg.TEST.IMS_PER_BATCH, len(paths))
-    loader = make_loader(cfg, ImageListDataset(paths, tuple(model_cfg.INPUT.SIZE_TEST)), batch_size=batch,
+    size = test_size(model_cfg, size_override(cfg, args.opts))
+    loader = make_loader(cfg, ImageListDataset(paths, size), batch_size=batch,
                          drop_last=True)
     seen = adapt_batchnorm(model.to(device), loader, "hazy", device)
     path = Path(cfg.OUTPUT_DIR) / "adabn.pth"

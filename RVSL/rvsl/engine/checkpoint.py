@@ -62,9 +62,10 @@ class Checkpointer:
 
 
 def save_checkpoint(payload: Dict[str, Any], path: Path) -> None:
-    """Write ``payload`` atomically and durably: a kill during the save leaves the previous file intact."""
-    with atomic_path(path, durable=True) as tmp:
-        torch.save(payload, tmp)
+    """Write ``payload`` atomically and durably: a kill or a full disk during the save leaves the previous file
+    intact (the latter an :class:`InputError` naming the folder)."""
+    with atomic_path(path, durable=True) as tmp, open(tmp, "wb") as handle:
+        torch.save(payload, handle)  # through a Python file: a failed write is an OSError with its errno
 
 
 def load_checkpoint(path: str, key: str, stage: Optional[str] = None) -> Dict[str, Any]:

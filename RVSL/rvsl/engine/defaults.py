@@ -12,10 +12,12 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 
 from ..config import CfgNode, load_config
 from ..utils import comm
-from ..utils.errors import InputError
+from ..utils.errors import InputError, one_line
+from ..utils.lock import lock_output_dir, unlock_all
 from ..utils.logger import setup_logger
 from ..utils.misc import resolve_device, seed_everything
 from .guard import TrainingStopped
+from .interrupt import Interrupted
 
 logger = logging.getLogger("rvsl")
 
@@ -40,8 +42,8 @@ def default_argument_parser(description: str, training: bool = True,
 
 
 def default_setup(cfg: CfgNode) -> torch.device:
-    """Pick the device, join torchrun's process group if launched by it, create OUTPUT_DIR, log to console and
-    ``log.txt``, write ``config.yaml``, seed.
+    """Pick the device, join torchrun's process group if launched by it, create and lock OUTPUT_DIR (one run per
+    folder), log to console and ``log.txt``, write ``config.yaml``, seed.
 
     Under torchrun only rank 0 writes (the folder, ``log.txt``, ``config.yaml``) and logs below WARNING;
     ``MODEL.DEVICE`` auto or cuda means each process's own GPU, ``cuda:LOCAL_RANK``. Every process gets
@@ -56,6 +58,7 @@ def default_setup(cfg: CfgNode) -> torch.device:
             output_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise InputError(f"OUTPUT_DIR {output_dir} cannot be made a folder ({exc.strerror})") from exc
+        lock_output_dir(output_dir)  # before log.txt and config.yaml: a second run there writes nothing
     setup_logger(str(output_dir) if main else None, level=logging.INFO if main else logging.WARNING)
     logger.info("command: %s", " ".join(sys.argv))
     world_size = comm.get_world_size()
@@ -73,8 +76,9 @@ def launch(main: Callable[[CfgNode, argparse.Namespace], None], description: str
            add_arguments: Optional[AddArguments] = None) -> int:
     """Parse the command line, load the config and run ``main(cfg, args)``.
 
-    Bad input (:class:`InputError`) is reported in one line with exit status 2 and no traceback;
-    a stopped run (:class:`TrainingStopped`) exits with 1. Set ``RVSL_DEBUG=1`` for tracebacks.
+    Bad input (:class:`InputError`, also one raised in a DataLoader worker) is reported in one line with exit
+    status 2 and no traceback; a stopped run (:class:`TrainingStopped`) exits with 1, one stopped by SIGTERM /
+    SIGINT (:class:`Interrupted`) with 143 / 130. Set ``RVSL_DEBUG=1`` for tracebacks.
     ``add_arguments(parser)`` adds a script's own flags (``--weight``, ``--input`` ...).
     """
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -87,8 +91,12 @@ def launch(main: Callable[[CfgNode, argparse.Namespace], None], description: str
     except (InputError, TrainingStopped) as exc:
         if os.environ.get("RVSL_DEBUG"):
             raise
-        logger.error("error: %s", exc)
+        logger.error("error: %s", one_line(exc))
         return 2 if isinstance(exc, InputError) else 1
+    except Interrupted as exc:
+        logger.warning("%s", exc)
+        return exc.exit_code
     finally:
         comm.destroy_process_group()
+        unlock_all()
     return 0

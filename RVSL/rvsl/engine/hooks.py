@@ -32,6 +32,9 @@ class HookBase:
     def after_train(self, trainer: Any) -> None:
         """Run once after the last epoch."""
 
+    def close(self) -> None:
+        """Run once when training ends, however it ends (finished, interrupted, stopped by an error)."""
+
 
 class EvalHook(HookBase):
     """Validate every ``period`` epochs and after the last one (``period`` 0: only after the last)."""
@@ -146,5 +149,5 @@ class TensorBoardHook(HookBase):
             strip = translation_strip(trainer.model, self.images.to(trainer.device))
             self.writer.images(record["epoch"], "translation", strip)
 
-    def after_train(self, trainer: Any) -> None:
+    def close(self) -> None:
         self.writer.close()

@@ -13,7 +13,7 @@ from ..utils import comm
 from ..utils.io import write_json
 from ..utils.misc import amp_dtype
 from .defaults import default_setup
-from .model_io import load_inference_model
+from .model_io import load_inference_model, size_override, test_size
 from .report import format_metrics
 
 logger = logging.getLogger(__name__)
@@ -36,10 +36,17 @@ def build_evaluators(cfg: CfgNode, num_query: int, vis_dir: Optional[Union[str, 
 
 
 def run_inference(cfg: CfgNode, args: argparse.Namespace) -> Dict:
-    """Evaluate ``TEST.WEIGHT`` on ``TEST.DATA``; the model is built from the checkpoint's own config."""
+    """Evaluate ``TEST.WEIGHT`` on ``TEST.DATA``; the model is built from the checkpoint's own config, and the
+    images are read at its ``INPUT.SIZE_TEST`` unless the command line gives one (:func:`test_size`)."""
     device = default_setup(cfg)
-    model, _, info = load_inference_model(cfg.TEST.WEIGHT, "TEST.WEIGHT", cfg)  # ours or reference format
+    model, model_cfg, info = load_inference_model(cfg.TEST.WEIGHT, "TEST.WEIGHT", cfg)  # ours or reference format
     model.to(device)
+    size = test_size(model_cfg, size_override(cfg, args.opts))
+    if list(size) != list(cfg.INPUT.SIZE_TEST):
+        cfg = cfg.clone()
+        cfg.defrost()
+        cfg.INPUT.SIZE_TEST = list(size)
+        cfg.freeze()
 
     loader, num_query = build_test_loader(cfg, cfg.TEST.DATA)
     test = cfg.TEST
@@ -48,7 +55,8 @@ def run_inference(cfg: CfgNode, args: argparse.Namespace) -> Dict:
                                    amp_dtype(cfg.SOLVER.AMP, device))
     logger.info("%s on %s:\n%s", cfg.TEST.WEIGHT, cfg.TEST.DATA, format_metrics(metrics))
     result = {"test_set": cfg.TEST.DATA, "weight": cfg.TEST.WEIGHT, "stage": info["stage"],
-              "epoch": info["epoch"], "distance": test.DISTANCE, "rerank": test.RERANK, **metrics}
+              "epoch": info["epoch"], "input_size": list(size), "distance": test.DISTANCE, "rerank": test.RERANK,
+              **metrics}
     if comm.is_main_process():  # under torchrun every process has the same results
         write_json(Path(cfg.OUTPUT_DIR) / "metrics.json", result)
         logger.info("metrics written to %s", Path(cfg.OUTPUT_DIR) / "metrics.json")

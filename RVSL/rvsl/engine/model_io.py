@@ -1,7 +1,7 @@
 """One loader for a trained model: our checkpoints and the reference code's bare state dicts."""
 
 import logging
-from typing import Any, Dict, List, Mapping, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import torch
 
@@ -61,6 +61,24 @@ def with_reference_generators(cfg: CfgNode) -> CfgNode:
     cfg.MODEL.GENERATOR = "reference"
     cfg.freeze()
     return cfg
+
+
+def size_override(cfg: CfgNode, opts: Sequence[str]) -> Optional[Tuple[int, int]]:
+    """``cfg``'s ``INPUT.SIZE_TEST`` when the command line's ``KEY VALUE`` pairs ``opts`` set it, else None."""
+    return tuple(int(s) for s in cfg.INPUT.SIZE_TEST) if "INPUT.SIZE_TEST" in list(opts)[0::2] else None
+
+
+def test_size(model_cfg: CfgNode, override: Optional[Sequence[int]] = None) -> Tuple[int, int]:
+    """The (height, width) a model's input images are resized to, the one rule of every command that uses a
+    model: ``override`` (``INPUT.SIZE_TEST`` given on the command line) when set, else the size in the model's
+    config (an RVSL checkpoint's own, at which it was trained and validated; a config file's does not count). Logged."""
+    own = tuple(int(s) for s in model_cfg.INPUT.SIZE_TEST)
+    if override is None or tuple(override) == own:
+        logger.info("input size %dx%d (the model's INPUT.SIZE_TEST)", *own)
+        return own
+    size = (int(override[0]), int(override[1]))
+    logger.info("input size %dx%d (INPUT.SIZE_TEST given; the model's own is %dx%d)", *size, *own)
+    return size
 
 
 def load_reference_weights(model: RVSL, payload: Mapping[str, torch.Tensor], source: str) -> None:

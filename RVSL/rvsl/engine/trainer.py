@@ -28,9 +28,11 @@ from .checkpoint import Checkpointer, is_rvsl_checkpoint, load_checkpoint
 from .defaults import default_setup
 from .distributed import (DiscriminatorLoss, GatheredPool, StepModule, accumulating, build_guard,
                           convert_sync_batchnorm, wrap)
+from .divergence import LossGrowth
 from .guard import restore_running_stats, save_running_stats, scaled_step
 from .hooks import BestMetricHook, CheckpointHook, EvalHook, HistoryHook, TensorBoardHook
 from .inference import build_evaluators
+from .interrupt import StopFlag
 from .model_io import load_reference_weights
 from .report import format_metrics
 from .solver import build_lr_schedulers, build_optimizers, step_schedulers
@@ -85,6 +87,8 @@ class Trainer:
                                                    enabled=self.amp_dtype == torch.float16)
                         for name in self.optimizers}
         self.guard = build_guard(cfg)
+        self.stop = StopFlag(device)  # SIGTERM / SIGINT: stop at the next iteration boundary (engine/interrupt.py)
+        self.loss_growth = LossGrowth()
         self.step = build_step(cfg, self.model, self.discriminators)
         # What each update calls: under torchrun, in DDP (single process: the step itself, unwrapped)
         self.step_module = wrap(StepModule(self.model, self.step), device)
@@ -275,7 +279,10 @@ class Trainer:
         bar = tqdm(self._iterations(epoch), total=num_iters, desc=f"{self.cfg.MODE.STAGE} epoch {epoch + 1}",
                    disable=None, dynamic_ncols=True, leave=False)
         for iteration, micro_batches in enumerate(bar):
-            values = self.train_iteration(micro_batches, f"epoch {epoch + 1} iteration {iteration + 1}")
+            where = f"epoch {epoch + 1} iteration {iteration + 1}"
+            values = self.train_iteration(micro_batches, where)
+            if self.loss_growth.first is None and values[0]:  # read once: the run's first finite iteration
+                self.loss_growth.start(float(sum(values[0].values())))
             for part, part_values in enumerate(values):
                 for name, value in part_values.items():
                     sums[part][name] = sums[part][name] + value if name in sums[part] else value
@@ -283,10 +290,13 @@ class Trainer:
             if (iteration + 1) % self.cfg.SOLVER.LOG_PERIOD == 0:
                 means = _read_means(sums, counts)  # the one host-device synchronisation per LOG_PERIOD
                 bar.set_postfix(loss=f"{sum(means[0].values()):.3f}")
+                self.loss_growth.check(sum(means[0].values()), where)
                 logger.info("epoch %d iter %d/%d lr %.2e  %s", epoch + 1, iteration + 1, num_iters,
                             self.optimizers["model"].param_groups[0]["lr"],
                             "  ".join(f"{k} {v:.4f}" for part in means for k, v in part.items()))
+            self._stop_if_requested(where)
         losses, disc_losses = _read_means(sums, counts)
+        self.loss_growth.check(sum(losses.values()), f"epoch {epoch + 1} (its mean)")
         return losses, disc_losses
 
     def _evaluate_reid(self, loader: DataLoader, num_query: int) -> Dict:
@@ -311,8 +321,32 @@ class Trainer:
                         format_metrics(results["test_labels"]))
         return results
 
+    def _stop_if_requested(self, where: str) -> None:
+        """Raise :class:`Interrupted` when a stop signal came (on any process), leaving the last checkpoint as it is."""
+        if self.stop.requested():
+            raise self._interrupted(where)
+
+    def _interrupted(self, where: str) -> Exception:
+        return self.stop.interrupted(where, self.checkpointer.save_dir / "last.pth",
+                                     self.record.get("epoch", self.start_epoch))
+
     def train(self) -> None:
-        """Run the remaining epochs; after each, the hooks validate, track the best epoch, record and save."""
+        """Run the remaining epochs; after each, the hooks validate, track the best epoch, record and save.
+
+        SIGTERM or SIGINT stops the run at the next iteration boundary (:mod:`rvsl.engine.interrupt`); the
+        hooks' files (TensorBoard) are flushed however the loop ends."""
+        with self.stop.installed():
+            try:
+                self._train()
+            except RuntimeError as exc:  # loader workers ended by the same signal (sent to every process of a job)
+                if self.stop.signum is None or "DataLoader worker" not in str(exc):
+                    raise
+                raise self._interrupted("a batch load (the signal ended the loader's workers too)") from exc
+            finally:
+                for hook in self.hooks:
+                    hook.close()
+
+    def _train(self) -> None:
         cfg = self.cfg
         logger.info("training %s for epochs %d..%d", cfg.MODE.STAGE, self.start_epoch + 1, self.max_epochs)
         for epoch in range(self.start_epoch, self.max_epochs):
@@ -333,6 +367,8 @@ class Trainer:
                 hook.after_epoch(self)
             for hook in self.hooks:
                 hook.after_checkpoint(self)
+            if epoch + 1 < self.max_epochs:  # a signal during the last epoch's validation: the run is complete
+                self._stop_if_requested(f"the end of epoch {epoch + 1}")
         for hook in self.hooks:
             hook.after_train(self)
 

@@ -28,21 +28,26 @@ def atomic_path(path: PathLike, durable: bool = False) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; when the block ends without error, rename it onto ``path``.
 
     ``durable`` flushes the file to disk (fsync) before the rename, for checkpoints. On any error,
-    or a KeyboardInterrupt, the temporary file is removed and ``path`` is left as it was.
+    or a KeyboardInterrupt, the temporary file is removed and ``path`` is left as it was; an OSError
+    (a full disk, a lost mount) becomes an :class:`InputError` naming the file. The rename gives ``path``
+    a new file, so a hard link to the previous one (``best.pth`` and ``last.pth``) keeps its content.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}{TMP_SUFFIX}")
-    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))  # created with the process umask
     try:
+        os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))  # created with the process umask
         yield tmp
         if durable:
             with open(tmp, "rb") as handle:
                 os.fsync(handle.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
+        if isinstance(exc, OSError):
+            raise InputError(f"cannot write {path.name} in {path.parent} ({exc.strerror or exc}); "
+                             f"the previous {path.name} there, if any, is unchanged") from exc
         raise
 
 
