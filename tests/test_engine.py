@@ -120,7 +120,7 @@ def test_nonfinite_discriminator_alone_stops_the_run(tiny_fvrid, tmp_path, monke
     """A NaN from the discriminators only: the model keeps training, the discriminators never update, the run stops."""
     trainer = Trainer(make_cfg(tiny_fvrid, tmp_path, "STAGE1", "SOLVER.MAX_NONFINITE", "3"), torch.device("cpu"))
     monkeypatch.setattr("rvsl.engine.distributed.discriminator_loss",
-                        lambda disc, real, fake: disc(real).mean() * float("nan"))
+                        lambda disc, real, fake, batched=False: disc(real).mean() * float("nan"))
     disc_before = params(trainer.discriminators)
     batches = trainer._batches(0)
     for i in range(2):

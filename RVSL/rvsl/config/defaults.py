@@ -47,6 +47,10 @@ _C.MODEL.GEN_CHANNELS = 64
 _C.MODEL.DISC_CHANNELS = 64
 # Capacity of each discriminator's replay buffer of generated images.
 _C.MODEL.POOL_SIZE = 50
+# Each discriminator update judges the real and the generated images in one pass over both batches
+# instead of two. The same scores and loss (the discriminators normalise per image: no norm on the first
+# layer, InstanceNorm after; each kind keeps its own LSGAN mean), fewer and larger kernels.
+_C.MODEL.D_BATCHED_PASS = True
 # Store the convolutional networks' weights and activations channels-last (NHWC), which tensor-core
 # convolutions read fastest on CUDA. Numerically the same model; ignored on the CPU.
 _C.MODEL.CHANNELS_LAST = True

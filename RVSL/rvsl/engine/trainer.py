@@ -85,8 +85,8 @@ class Trainer:
         self.step = build_step(cfg, self.model, self.discriminators)
         # What each update calls: under torchrun, in DDP (single process: the step itself, unwrapped)
         self.step_module = wrap(StepModule(self.model, self.step), device)
-        self.disc_loss = wrap(DiscriminatorLoss(self.discriminators, self.pools, adversarial_domains(cfg.MODE.STAGE)),
-                              device)
+        self.disc_loss = wrap(DiscriminatorLoss(self.discriminators, self.pools, adversarial_domains(cfg.MODE.STAGE),
+                                                cfg.MODEL.D_BATCHED_PASS), device)
         self.hooks = [EvalHook(cfg.SOLVER.EVAL_PERIOD, self.validate)]  # every process validates
         if comm.is_main_process():  # the hooks that write, in this order
             self.hooks += [BestMetricHook(cfg.SOLVER.BEST_METRIC), HistoryHook(self.output_dir, cfg.MODE.STAGE),
