@@ -29,6 +29,7 @@ from .defaults import default_setup
 from .distributed import DiscriminatorLoss, StepModule, accumulating, build_guard, convert_sync_batchnorm, wrap
 from .hooks import BestMetricHook, CheckpointHook, EvalHook, HistoryHook, TensorBoardHook
 from .inference import build_evaluators
+from .memory import choose_activation_checkpoint
 from .model_io import load_reference_weights
 from .report import format_metrics
 from .solver import build_lr_schedulers, build_optimizers, step_schedulers
@@ -66,6 +67,7 @@ class Trainer:
 
         # SyncBatchNorm (MODEL.SYNC_BN, several processes) replaces the layers in place, before anything holds them
         self.model = convert_sync_batchnorm(cfg, build_model(cfg, self.loaders.num_classes).to(device), device)
+        self.model.set_activation_checkpoint(choose_activation_checkpoint(cfg, device))  # resolves "auto"
         self.discriminators = build_discriminators(cfg).to(device)
         self.channels_last = channels_last(cfg.MODEL.CHANNELS_LAST, device, self.model, self.discriminators)
         if cfg.SOLVER.COMPILE:
