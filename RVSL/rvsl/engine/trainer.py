@@ -67,7 +67,8 @@ class Trainer:
 
         # SyncBatchNorm (MODEL.SYNC_BN, several processes) replaces the layers in place, before anything holds them
         self.model = convert_sync_batchnorm(cfg, build_model(cfg, self.loaders.num_classes).to(device), device)
-        self.model.set_activation_checkpoint(choose_activation_checkpoint(cfg, device))  # resolves "auto"
+        self.activation_checkpoint = choose_activation_checkpoint(cfg, device)  # "auto" resolved for the device
+        self.model.set_activation_checkpoint(self.activation_checkpoint)
         self.discriminators = build_discriminators(cfg).to(device)
         self.channels_last = channels_last(cfg.MODEL.CHANNELS_LAST, device, self.model, self.discriminators)
         if cfg.SOLVER.COMPILE:
