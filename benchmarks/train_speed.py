@@ -192,15 +192,19 @@ def time_extraction(cfg, setting: str, device: torch.device, iters: int, warmup:
             "peak_gb": peak_gb(device)}
 
 
-def write_jpegs(folder: Path, count: int, size: Tuple[int, int], seed: int = 0) -> Path:
-    """``count`` smooth random JPEGs (quality 90) of ``size``: upscaled noise, about a photo's decoding cost."""
+def write_jpegs(folder: Path, count: int, size: Tuple[int, int], seed: int = 0, distinct: int = 64) -> Path:
+    """``count`` JPEG files (quality 90) of ``size``, ``distinct`` different smooth random images (upscaled
+    noise, about a photo's decoding cost) written in turn."""
     folder.mkdir(parents=True)
     rng = np.random.default_rng(seed)
-    for i in range(count):
+    encoded = []
+    for _ in range(min(count, distinct)):
         small = rng.integers(0, 256, (size[0] // 16, size[1] // 16, 3), dtype=np.uint8)
         image = cv2.resize(small, size[::-1], interpolation=cv2.INTER_CUBIC)
         image = np.clip(image + rng.normal(0, 6, image.shape), 0, 255).astype(np.uint8)
-        cv2.imwrite(str(folder / f"{i:06d}.jpg"), image, [cv2.IMWRITE_JPEG_QUALITY, 90])
+        encoded.append(cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes())
+    for i in range(count):
+        (folder / f"{i:06d}.jpg").write_bytes(encoded[i % len(encoded)])
     return folder
 
 

@@ -15,7 +15,7 @@ def test_train_speed_tiny_cpu_mode(tmp_path):
     out = tmp_path / "speed.json"
     run = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "train_speed.py"), "--tiny", "--device", "cpu",
                           "--iters", "2", "--warmup", "1", "--settings", "reference", "ours", "ours-ckpt", "ours-accum2",
-                          "--json", str(out)], capture_output=True, text=True, timeout=300)
+                          "--json", str(out)], capture_output=True, text=True, timeout=900)
     assert run.returncode == 0, run.stderr
     rows = json.loads(out.read_text())["rows"]
     measured = [(r["stage"], r["setting"]) for r in rows]
@@ -36,7 +36,7 @@ def test_train_speed_profile_writes_a_trace_and_the_parts(tmp_path):
     run = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "train_speed.py"), "--tiny", "--device", "cpu",
                           "--iters", "1", "--warmup", "1", "--stages", "STAGE1", "--settings", "ours", "--no-extract",
                           "--profile", "--trace-dir", str(traces), "--json", str(out)],
-                         capture_output=True, text=True, timeout=600)
+                         capture_output=True, text=True, timeout=900)
     assert run.returncode == 0, run.stderr
     trace = traces / "trace_STAGE1.json.gz"
     events = json.loads(gzip.decompress(trace.read_bytes()))["traceEvents"]
