@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
-# Every check that needs a GPU, in one go (about 7 minutes on an H100): training speed and peak memory at the
-# published setting (configs/FVRID.yml: 384x384, 6 x 6 pairs, 18 real images), the reference-like setting and
-# ours in one run, stages 1 and 3, with the activation-checkpointing policies and the two-pass discriminator;
-# a profile of ours (trace, top kernels, parts); feature extraction, the bare model and extract.py end to end;
-# the CUDA tests (bf16 and fp16); last, torch.compile. Outputs in $OUT (default output/gpu_checks), at most 8
-# files: log.txt (everything printed), train_speed.json, trace_STAGE1.json.gz, trace_STAGE3.json.gz,
+# Every check that needs a GPU, in one go (estimated 6.5 minutes on an H100; 8.7 at most by its time limits):
+# training speed and peak memory at the published setting (configs/FVRID.yml: 384x384, 6 x 6 pairs, 18 real
+# images), the reference-like setting and ours in one run, stages 1 and 3, with the activation-checkpointing
+# policies and the two-pass discriminator; a profile of ours (trace, top kernels, parts); feature
+# extraction, the bare model and extract.py end to end; the CUDA tests (bf16 and fp16); last, torch.compile.
+# Outputs in $OUT (default output/gpu_checks), at most 8 files: log.txt (everything printed),
+# train_speed.json (rewritten after every row), trace_STAGE1.json.gz, trace_STAGE3.json.gz,
 # train_speed_compile.json.
 #   bash benchmarks/gpu_checks.sh            # PYTHON=... to choose the interpreter
 # A machine without yacs (or another pure-Python dependency) and without a network: put the wheels in .whl/
-# (git-ignored), e.g. `pip download --no-deps --only-binary=:all: -d .whl yacs==0.1.8`; they are installed
-# into a private folder first. rvsl itself is taken from this checkout when it is not installed.
+# (git-ignored), e.g. `pip download --no-deps --only-binary=:all: -d .whl yacs==0.1.8`, and carry it; they
+# are installed into a private folder first. rvsl itself is taken from this checkout when not installed.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
@@ -35,13 +36,13 @@ nvidia-smi --query-gpu=name,memory.total,memory.used,driver_version --format=csv
 "$PYTHON" -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda)" 2>&1 | tee -a "$LOG"
 
 # Training (15 timed iterations after 4 warm-up ones per setting), the profile of `ours`, extraction.
-run 330 "$PYTHON" benchmarks/train_speed.py --iters 15 --warmup 4 \
+run 300 "$PYTHON" benchmarks/train_speed.py --iters 15 --warmup 4 \
     --settings reference ours ours-dsplit ours-fullres ours-genckpt ours-ckpt \
     --profile --trace-dir "$OUT" --extract-images 4096 --json "$OUT/train_speed.json"
 # The CUDA tests: training steps of each stage in bf16 and in fp16, checkpointing, evaluation on the GPU.
-run 150 "$PYTHON" -m pytest -m cuda -q -p no:cacheprovider tests/test_cuda.py tests/test_evaluation.py
+run 120 "$PYTHON" -m pytest -m cuda -q -p no:cacheprovider tests/test_cuda.py tests/test_evaluation.py
 # torch.compile last: compiling takes minutes; its time is left out of the figures.
-run "${COMPILE_TIMEOUT:-120}" "$PYTHON" benchmarks/train_speed.py --iters 15 --warmup 4 --stages STAGE1 \
+run "${COMPILE_TIMEOUT:-100}" "$PYTHON" benchmarks/train_speed.py --iters 15 --warmup 4 --stages STAGE1 \
     --settings ours-compile --no-extract --json "$OUT/train_speed_compile.json"
 echo "== done, status $status ($(date -u +%H:%M:%S))" | tee -a "$LOG"
 exit $status

@@ -271,34 +271,37 @@ def main(argv: Optional[List[str]] = None) -> List[Dict]:
 
     device = resolve_device(args.device)
     extra = (TINY if args.tiny else []) + ["MODEL.DEVICE", str(device), *args.opts]
-    rows = []
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
+    rows: List[Dict] = []
+
+    def record(row: Dict, what: str) -> None:
+        """Keep ``row``, say it, print its profile, and rewrite the JSON (a run cut short keeps what it had)."""
+        rows.append(row)
+        logger.info("%s: %.1f images/s", what, row["images_per_s"])
+        if row.get("profile"):
+            print(f"\n{row['stage']} {row['setting']}: {row['profile']['wall_ms_per_iter']:.1f} ms per profiled "
+                  f"iteration; trace {row['profile']['trace']}\n{row['profile']['top']}")
+            print(parts_table(row["stage"], row["profile"]), flush=True)
+        if args.json:
+            Path(args.json).write_text(json.dumps({"device": name, "rows": rows}, indent=2), encoding="utf-8")
+
     profiled = [s for s in args.settings if s != "reference"][:1] if args.profile else []
     for stage in args.stages:
         for setting in args.settings:
             cfg = load_config(args.config, extra + SETTINGS[setting], stage=stage)
             trace = Path(args.trace_dir) / f"trace_{stage}.json.gz" if setting in profiled else None
-            rows.append(time_training(cfg, stage, setting, device, args.iters, args.warmup, trace))
-            logger.info("%s %s: %.1f images/s", stage, setting, rows[-1]["images_per_s"])
+            record(time_training(cfg, stage, setting, device, args.iters, args.warmup, trace), f"{stage} {setting}")
     if not args.no_extract:
         batch = 8 if args.tiny else args.extract_batch
         for setting in [s for s in ("reference", "ours") if s in args.settings]:
             cfg = load_config(args.config, extra + SETTINGS[setting])
-            rows.append(time_extraction(cfg, setting, device, args.iters, args.warmup, batch))
-            logger.info("extract %s: %.1f images/s", setting, rows[-1]["images_per_s"])
+            record(time_extraction(cfg, setting, device, args.iters, args.warmup, batch), f"extract {setting}")
         if "ours" in args.settings:
             cfg = load_config(args.config, extra + SETTINGS["ours"])
-            rows.append(time_extract_command(cfg, "ours", device, 12 if args.tiny else args.extract_images, batch))
-            logger.info("extract.py ours: %.1f images/s", rows[-1]["images_per_s"])
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
+            count = 12 if args.tiny else args.extract_images
+            record(time_extract_command(cfg, "ours", device, count, batch), "extract.py ours")
     print(f"device: {name}; torch {torch.__version__}; config {args.config}{' --tiny' if args.tiny else ''}")
     print(table(rows))
-    for row in rows:
-        if row.get("profile"):
-            print(f"\n{row['stage']} {row['setting']}: {row['profile']['wall_ms_per_iter']:.1f} ms per profiled "
-                  f"iteration; trace {row['profile']['trace']}\n{row['profile']['top']}")
-            print(parts_table(row["stage"], row["profile"]))
-    if args.json:
-        Path(args.json).write_text(json.dumps({"device": name, "rows": rows}, indent=2), encoding="utf-8")
     return rows
 
 
