@@ -4,22 +4,32 @@ The training step is the trainer's own (``Trainer.train_iteration``: stage step,
 non-finite check); only the data is random: uint8 batches in pinned memory, as the loaders give them.
 Settings, each measured in this one process:
 
-* ``reference``: as the reference code ran: fp32, NCHW, the unfused Adam loop, every loss read back to
-  the host after every step (one host-device synchronisation per loss);
+* ``reference``: as the reference code ran: fp32, NCHW, the unfused Adam loop, two discriminator passes per
+  update, no activation checkpointing, every loss read back to the host after every step (one host-device
+  synchronisation per loss);
 * ``ours``: the defaults: autocast (bf16, or fp16 with gradient scaling where bf16 is missing), channels-last,
-  fused Adam, losses kept on the device; the non-finite check still waits once per update;
+  fused Adam, one batched discriminator pass per update, activation checkpointing chosen from the free memory
+  (``MODEL.ACTIVATION_CHECKPOINT auto``), losses kept on the device; the non-finite check still waits once per
+  update;
 * ``ours-noguard``: ``ours`` with that check off (``SOLVER.MAX_NONFINITE 0``): what the check costs;
-* ``ours-genckpt`` / ``ours-ckpt``: ``ours`` with activation checkpointing of the generators / of the generators
-  and the ResNet stages (``MODEL.ACTIVATION_CHECKPOINT``): memory for time;
+* ``ours-dsplit``: ``ours`` with two discriminator passes per update (``MODEL.D_BATCHED_PASS False``);
+* ``ours-nockpt`` / ``ours-fullres`` / ``ours-genckpt`` / ``ours-ckpt``: ``ours`` with activation checkpointing
+  of nothing / the generators' full-resolution block / the generators / the generators and the ResNet stages
+  (``MODEL.ACTIVATION_CHECKPOINT``): memory for time;
 * ``ours-accum2``: ``ours`` with half the identities per loader batch and two batches per update
   (``SOLVER.ACCUM_STEPS 2``): the same images per update in about half the memory;
 * ``ours-compile``: ``ours`` with ``SOLVER.COMPILE`` (compilation is left out of the timing).
+
+Feature extraction is timed twice: the bare model on one random batch, and ``extract.py`` end to end (its
+``run_extract``: checkpoint loading, JPEG decoding in the loader workers, the model, writing the features)
+on a folder of generated JPEGs, after one warm-up run on a few of them.
 
 Usage:
 
     python benchmarks/train_speed.py                     # the published setting (configs/FVRID.yml) on CUDA
     python benchmarks/train_speed.py --tiny              # a seconds-long CPU smoke run (in the test suite)
     python benchmarks/train_speed.py --settings reference ours ours-ckpt --json out.json
+    python benchmarks/train_speed.py --profile --settings ours --trace-dir DIR   # + trace, kernels, parts
 """
 
 import argparse
@@ -29,21 +39,30 @@ import logging
 import tempfile
 import time
 from pathlib import Path
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Tuple
 
+import cv2
+import numpy as np
 import torch
 
-from rvsl.config import load_config
+from rvsl.api.commands import run_extract
+from rvsl.config import config_to_dict, load_config
 from rvsl.data.build import TrainLoaders
+from rvsl.engine.checkpoint import save_checkpoint
 from rvsl.engine.trainer import Trainer
 from rvsl.modeling import build_model
 from rvsl.utils.misc import amp_dtype, autocast, channels_last, resolve_device, seed_everything, to_device
+from train_profile import parts_table, profile_training
 
 ROOT = Path(__file__).resolve().parents[1]
 SETTINGS: Dict[str, List[str]] = {
-    "reference": ["SOLVER.AMP", "off", "MODEL.CHANNELS_LAST", "False", "SOLVER.FUSED_ADAM", "False"],
+    "reference": ["SOLVER.AMP", "off", "MODEL.CHANNELS_LAST", "False", "SOLVER.FUSED_ADAM", "False",
+                  "MODEL.D_BATCHED_PASS", "False", "MODEL.ACTIVATION_CHECKPOINT", "none"],
     "ours": [],
     "ours-noguard": ["SOLVER.MAX_NONFINITE", "0"],
+    "ours-dsplit": ["MODEL.D_BATCHED_PASS", "False"],
+    "ours-nockpt": ["MODEL.ACTIVATION_CHECKPOINT", "none"],
+    "ours-fullres": ["MODEL.ACTIVATION_CHECKPOINT", "fullres"],
     "ours-genckpt": ["MODEL.ACTIVATION_CHECKPOINT", "generators"],
     "ours-ckpt": ["MODEL.ACTIVATION_CHECKPOINT", "all"],
     "ours-accum2": ["SOLVER.ACCUM_STEPS", "2", "DATALOADER.NUM_IDENTITIES", "3", "DATALOADER.REAL_BATCH_SIZE", "9"],
@@ -55,6 +74,7 @@ TINY = ["MODEL.NAME", "resnet18", "INPUT.SIZE_TRAIN", "[64, 64]", "INPUT.SIZE_TE
         "DATALOADER.NUM_IDENTITIES", "2", "DATALOADER.NUM_INSTANCES", "2", "DATALOADER.REAL_BATCH_SIZE", "4",
         "MODEL.GEN_CHANNELS", "16", "MODEL.DISC_CHANNELS", "16"]
 NUM_CLASSES = 100
+PROFILE_ITERS = 3  # profiled iterations after the timed ones (a trace of about a megabyte each, gzipped)
 
 logger = logging.getLogger("train_speed")
 
@@ -118,8 +138,10 @@ def seconds_per_run(run: Callable[[int], None], iters: int, warmup: int, device:
     return (time.perf_counter() - start) / iters
 
 
-def time_training(cfg, stage: str, setting: str, device: torch.device, iters: int, warmup: int) -> Dict:
-    """Images/s and peak memory of ``iters`` training iterations after ``warmup`` untimed ones."""
+def time_training(cfg, stage: str, setting: str, device: torch.device, iters: int, warmup: int,
+                  trace: Optional[Path] = None) -> Dict:
+    """Images/s and peak memory of ``iters`` training iterations after ``warmup`` untimed ones; with ``trace``,
+    then a profile of a few more iterations (:mod:`train_profile`), its trace written there."""
     seed_everything(0)
     reset_peak(device)
     with tempfile.TemporaryDirectory() as out:
@@ -139,10 +161,14 @@ def time_training(cfg, stage: str, setting: str, device: torch.device, iters: in
                     [value.item() for value in {**losses, **disc_losses}.values()]
 
         seconds = seconds_per_run(run, iters, warmup, device)
-        del trainer, batches
+        peak = peak_gb(device)
+        profiled = profile_training(trainer, run, device, PROFILE_ITERS, trace) if trace else None
+        policy = trainer.activation_checkpoint
+        trainer = batches = None  # the GPU memory is free before the next setting
     images = images_per_batch(cfg, stage) * cfg.SOLVER.ACCUM_STEPS
-    return {"stage": stage, "setting": setting, "step_s": seconds, "images_per_s": images / seconds,
-            "peak_gb": peak_gb(device)}
+    row = {"stage": stage, "setting": setting, "step_s": seconds, "images_per_s": images / seconds,
+           "peak_gb": peak, "activation_checkpoint": policy}
+    return {**row, "profile": profiled} if profiled else row
 
 
 def time_extraction(cfg, setting: str, device: torch.device, iters: int, warmup: int, batch_size: int) -> Dict:
@@ -166,12 +192,55 @@ def time_extraction(cfg, setting: str, device: torch.device, iters: int, warmup:
             "peak_gb": peak_gb(device)}
 
 
+def write_jpegs(folder: Path, count: int, size: Tuple[int, int], seed: int = 0, distinct: int = 64) -> Path:
+    """``count`` JPEG files (quality 90) of ``size``, ``distinct`` different smooth random images (upscaled
+    noise, about a photo's decoding cost) written in turn."""
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(seed)
+    encoded = []
+    for _ in range(min(count, distinct)):
+        small = rng.integers(0, 256, (size[0] // 16, size[1] // 16, 3), dtype=np.uint8)
+        image = cv2.resize(small, size[::-1], interpolation=cv2.INTER_CUBIC)
+        image = np.clip(image + rng.normal(0, 6, image.shape), 0, 255).astype(np.uint8)
+        encoded.append(cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes())
+    for i in range(count):
+        (folder / f"{i:06d}.jpg").write_bytes(encoded[i % len(encoded)])
+    return folder
+
+
+def time_extract_command(cfg, setting: str, device: torch.device, count: int, batch_size: int) -> Dict:
+    """Images/s of ``extract.py``'s ``run_extract`` end to end on ``count`` JPEGs at the test size (checkpoint
+    loading, decoding in ``DATALOADER.NUM_WORKERS`` workers, the model, writing), after a warm-up run."""
+    seed_everything(0)
+    cfg = cfg.clone()
+    cfg.defrost()
+    cfg.TEST.IMS_PER_BATCH = batch_size
+    size = tuple(cfg.INPUT.SIZE_TEST)
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        weight = root / "model.pth"
+        save_checkpoint({"model": build_model(cfg, NUM_CLASSES).state_dict(), "stage": "STAGE1", "epoch": 1,
+                         "config": config_to_dict(cfg), "metrics": {}, "num_classes": NUM_CLASSES}, weight)
+        warm = write_jpegs(root / "warm", min(count, 2 * batch_size), size, seed=1)
+        images = write_jpegs(root / "images", count, size)
+        run_extract(cfg, argparse.Namespace(weight=str(weight), input=str(warm), output=str(root / "out_warm")))
+        reset_peak(device)
+        synchronize(device)
+        start = time.perf_counter()
+        run_extract(cfg, argparse.Namespace(weight=str(weight), input=str(images), output=str(root / "out")))
+        synchronize(device)
+        seconds = time.perf_counter() - start
+    return {"stage": "extract.py", "setting": setting, "step_s": seconds * batch_size / count,
+            "images_per_s": count / seconds, "peak_gb": peak_gb(device)}
+
+
 def table(rows: List[Dict]) -> str:
     """Markdown table: per row images/s, step time, peak memory and the speed-up over ``reference``."""
     base = {r["stage"]: r["images_per_s"] for r in rows if r["setting"] == "reference"}
     lines = ["| what | setting | images/s | step (s) | peak GB | vs reference |", "| --- | --- | --- | --- | --- | --- |"]
     for r in rows:
-        ratio = f"{r['images_per_s'] / base[r['stage']]:.2f}x" if r["stage"] in base else "-"
+        against = "extract" if r["stage"] == "extract.py" else r["stage"]  # extract.py: against the bare model
+        ratio = f"{r['images_per_s'] / base[against]:.2f}x" if against in base else "-"
         peak = f"{r['peak_gb']:.1f}" if r["peak_gb"] is not None else "n/a (CPU)"
         lines.append(f"| {r['stage']} | {r['setting']} | {r['images_per_s']:.1f} | {r['step_s']:.3f} | {peak} | {ratio} |")
     return "\n".join(lines)
@@ -188,7 +257,12 @@ def main(argv: Optional[List[str]] = None) -> List[Dict]:
     parser.add_argument("--iters", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--extract-batch", type=int, default=256)
+    parser.add_argument("--extract-images", type=int, default=4096, help="JPEGs for extract.py end to end")
     parser.add_argument("--no-extract", action="store_true", help="skip the feature-extraction figures")
+    parser.add_argument("--profile", action="store_true",
+                        help="also profile each stage's first non-reference setting: trace, top kernels, parts")
+    parser.add_argument("--trace-dir", default=str(ROOT / "output" / "train_speed_profile"),
+                        help="where --profile writes trace_<stage>.json.gz (Chrome / Perfetto format)")
     parser.add_argument("--json", help="also write the rows to this file")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides, KEY VALUE pairs")
     args = parser.parse_args(argv)
@@ -197,23 +271,37 @@ def main(argv: Optional[List[str]] = None) -> List[Dict]:
 
     device = resolve_device(args.device)
     extra = (TINY if args.tiny else []) + ["MODEL.DEVICE", str(device), *args.opts]
-    rows = []
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
+    rows: List[Dict] = []
+
+    def record(row: Dict, what: str) -> None:
+        """Keep ``row``, say it, print its profile, and rewrite the JSON (a run cut short keeps what it had)."""
+        rows.append(row)
+        logger.info("%s: %.1f images/s", what, row["images_per_s"])
+        if row.get("profile"):
+            print(f"\n{row['stage']} {row['setting']}: {row['profile']['wall_ms_per_iter']:.1f} ms per profiled "
+                  f"iteration; trace {row['profile']['trace']}\n{row['profile']['top']}")
+            print(parts_table(row["stage"], row["profile"]), flush=True)
+        if args.json:
+            Path(args.json).write_text(json.dumps({"device": name, "rows": rows}, indent=2), encoding="utf-8")
+
+    profiled = [s for s in args.settings if s != "reference"][:1] if args.profile else []
     for stage in args.stages:
         for setting in args.settings:
             cfg = load_config(args.config, extra + SETTINGS[setting], stage=stage)
-            rows.append(time_training(cfg, stage, setting, device, args.iters, args.warmup))
-            logger.info("%s %s: %.1f images/s", stage, setting, rows[-1]["images_per_s"])
+            trace = Path(args.trace_dir) / f"trace_{stage}.json.gz" if setting in profiled else None
+            record(time_training(cfg, stage, setting, device, args.iters, args.warmup, trace), f"{stage} {setting}")
     if not args.no_extract:
+        batch = 8 if args.tiny else args.extract_batch
         for setting in [s for s in ("reference", "ours") if s in args.settings]:
             cfg = load_config(args.config, extra + SETTINGS[setting])
-            batch = 8 if args.tiny else args.extract_batch
-            rows.append(time_extraction(cfg, setting, device, args.iters, args.warmup, batch))
-            logger.info("extract %s: %.1f images/s", setting, rows[-1]["images_per_s"])
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
+            record(time_extraction(cfg, setting, device, args.iters, args.warmup, batch), f"extract {setting}")
+        if "ours" in args.settings:
+            cfg = load_config(args.config, extra + SETTINGS["ours"])
+            count = 12 if args.tiny else args.extract_images
+            record(time_extract_command(cfg, "ours", device, count, batch), "extract.py ours")
     print(f"device: {name}; torch {torch.__version__}; config {args.config}{' --tiny' if args.tiny else ''}")
     print(table(rows))
-    if args.json:
-        Path(args.json).write_text(json.dumps({"device": name, "rows": rows}, indent=2), encoding="utf-8")
     return rows
 
 

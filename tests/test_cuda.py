@@ -3,9 +3,12 @@
 Skipped without a GPU; run them with ``pytest -m cuda`` on a machine that has one.
 """
 
+import numpy as np
 import pytest
 import torch
 
+from rvsl import Predictor
+from rvsl.config import get_cfg_defaults
 from rvsl.engine.inference import build_evaluators
 from rvsl.engine.trainer import Trainer
 from rvsl.evaluation import inference_on_dataset
@@ -81,3 +84,24 @@ def test_cuda_evaluation_matches_cpu(tiny_fvrid, tmp_path):
     for branch in ("clear", "hazy", "fusion"):
         for metric, value in on_cpu[branch].items():
             assert on_gpu[branch][metric] == pytest.approx(value, abs=1e-6), (branch, metric)
+
+
+@pytest.mark.parametrize("amp", ["auto", "fp16"])
+def test_predictor_on_cuda_uses_autocast_channels_last_and_workers(tiny_checkpoint, demo_images, amp):
+    """The fast inference path: the run's autocast, a channels-last model, pinned loader workers; float32
+    features close to the CPU's float32 ones (cosine similarity), dehazed images likewise."""
+    cfg = get_cfg_defaults()
+    cfg.merge_from_list(["SOLVER.AMP", amp, "DATALOADER.NUM_WORKERS", "2"])
+    gpu = Predictor(str(tiny_checkpoint), device="cuda", batch_size=3, cfg=cfg)
+    assert gpu.amp_dtype == amp_dtype(amp, CUDA) and gpu.amp_dtype is not None and gpu.channels_last
+    cpu = Predictor(str(tiny_checkpoint), device="cpu", batch_size=3)
+    on_gpu, on_cpu = gpu.features(demo_images), cpu.features(demo_images)
+    assert gpu.names == cpu.names
+    for name in ("clear", "hazy", "fused"):
+        a, b = on_gpu[name], on_cpu[name]
+        assert a.dtype == np.float32 and a.shape == b.shape
+        cosine = (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+        assert cosine.min() > 0.99, name
+    paths = sorted(str(p) for p in demo_images.iterdir())
+    dehazed = np.concatenate(list(gpu.dehazed_batches(paths)))
+    assert dehazed.dtype == np.float32 and np.abs(dehazed - cpu.dehaze(paths)).max() < 0.05

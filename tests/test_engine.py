@@ -13,7 +13,8 @@ from rvsl.engine.checkpoint import load_checkpoint, save_checkpoint
 from rvsl.engine.guard import TrainingStopped
 from rvsl.engine.solver import build_lr_schedulers, build_optimizers, step_schedulers
 from rvsl.engine.stages import SupervisedStep, UnsupervisedStep
-from rvsl.engine.trainer import GRAD_SCALE_START, Trainer
+from rvsl.engine.guard import GRAD_SCALE_START
+from rvsl.engine.trainer import Trainer
 from rvsl.losses import dcp_loss
 from rvsl.utils.errors import InputError
 from rvsl.utils.io import safe_load
@@ -125,7 +126,7 @@ def test_nonfinite_discriminator_alone_stops_the_run(tiny_fvrid, tmp_path, monke
     """A NaN from the discriminators only: the model keeps training, the discriminators never update, the run stops."""
     trainer = Trainer(make_cfg(tiny_fvrid, tmp_path, "STAGE1", "SOLVER.MAX_NONFINITE", "3"), torch.device("cpu"))
     monkeypatch.setattr("rvsl.engine.distributed.discriminator_loss",
-                        lambda disc, real, fake: disc(real).mean() * float("nan"))
+                        lambda disc, real, fake, batched=False: disc(real).mean() * float("nan"))
     disc_before = params(trainer.discriminators)
     batches = trainer._batches(0)
     for i in range(2):

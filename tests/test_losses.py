@@ -11,6 +11,7 @@ from rvsl.losses import (
     cr_loss,
     cross_entropy,
     dcp_loss,
+    discriminator_loss,
     estimate_airlight,
     lsgan_loss,
     midc_loss,
@@ -21,6 +22,7 @@ from rvsl.losses import (
     tv_loss,
 )
 from rvsl.modeling import ReIDOutput
+from rvsl.modeling.discriminator import PatchDiscriminator
 from rvsl.utils.errors import InputError
 
 EPS = 1e-6
@@ -330,3 +332,36 @@ def test_losses_and_priors_are_float32_on_bf16_images_under_autocast(name):
     for value in (got, plain):
         assert value.dtype == torch.float32
         assert _relative(value, expected) < 1e-4
+
+
+@pytest.mark.parametrize("sizes", [(4, 4), (6, 3)])
+def test_batched_discriminator_pass_equals_two_passes(sizes):
+    """One pass over real + generated gives the loss and gradients of two (InstanceNorm is per image), with each
+    kind's own mean when the batches differ in size (stage 3: P x K real images, fewer generated ones). In float64,
+    so that only the summation order of the weight gradients over the batch differs."""
+    torch.manual_seed(0)
+    disc = PatchDiscriminator(base_channels=8).double()
+    real = torch.rand(sizes[0], 3, 48, 48, dtype=torch.float64)
+    generated = torch.rand(sizes[1], 3, 48, 48, dtype=torch.float64, requires_grad=True)
+    losses, grads = [], []
+    for batched in (False, True):
+        disc.zero_grad(set_to_none=True)
+        generated.grad = None
+        loss = discriminator_loss(disc, real, generated, batched=batched)
+        loss.backward()
+        losses.append(loss.detach())
+        grads.append([p.grad.clone() for p in disc.parameters()] + [generated.grad.clone()])
+    expected = 0.5 * (((disc(real) - 1) ** 2).mean() + (disc(generated) ** 2).mean())
+    torch.testing.assert_close(losses[0], expected.detach(), rtol=1e-12, atol=1e-14)
+    torch.testing.assert_close(losses[1], losses[0], rtol=1e-12, atol=1e-14)
+    for separate, together in zip(*grads):
+        torch.testing.assert_close(together, separate, rtol=1e-10, atol=1e-13)
+
+
+def test_batched_discriminator_pass_is_one_call():
+    calls = []
+    disc = PatchDiscriminator(base_channels=8)
+    disc.register_forward_hook(lambda module, args, out: calls.append(args[0].shape[0]))
+    discriminator_loss(disc, torch.rand(3, 3, 32, 32), torch.rand(2, 3, 32, 32), batched=True)
+    discriminator_loss(disc, torch.rand(3, 3, 32, 32), torch.rand(2, 3, 32, 32))
+    assert calls == [5, 3, 2]

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from rvsl import Predictor
-from rvsl.config import config_from_dict
+from rvsl.config import config_from_dict, get_cfg_defaults
+from rvsl.data.build import make_loader
 from rvsl.data.transforms import read_image
 from rvsl.engine.checkpoint import load_checkpoint
 from rvsl.modeling import build_model
@@ -89,3 +90,25 @@ def test_size_is_the_checkpoints_unless_given(tiny_checkpoint, demo_images):
     given = Predictor(str(tiny_checkpoint), device="cpu", size=(40, 48))
     assert given.size == (40, 48)
     assert given.dehaze(sorted(demo_images.iterdir())[:2]).shape == (2, 3, 40, 48)
+
+
+def test_cpu_predictor_runs_float32_in_this_process(tiny_checkpoint, demo_images, monkeypatch):
+    """On the CPU the run's AMP and channels-last settings change nothing: no autocast, NCHW, no loader workers,
+    float32 features equal to the model's (the CUDA path: bf16 autocast, channels-last, pinned workers)."""
+    cfg = get_cfg_defaults()
+    cfg.merge_from_list(["SOLVER.AMP", "bf16", "MODEL.CHANNELS_LAST", "True", "DATALOADER.NUM_WORKERS", "4"])
+    predictor = Predictor(str(tiny_checkpoint), device="cpu", batch_size=4, cfg=cfg)
+    assert predictor.amp_dtype is None and predictor.channels_last is False
+    loaders = []
+    import rvsl.api.predictor as module
+    monkeypatch.setattr(module, "make_loader", lambda *a, **kw: loaders.append(kw) or make_loader(*a, **kw))
+    feats = predictor.features(demo_images)
+    assert [kw["num_workers"] for kw in loaders] == [0]
+    paths = sorted(demo_images.iterdir())
+    expected = reference_outputs(tiny_checkpoint, paths)
+    for name in ("clear", "hazy", "fused"):
+        assert feats[name].dtype == np.float32
+    np.testing.assert_allclose(feats["hazy"], expected["hazy"], rtol=1e-4, atol=1e-5)
+    batches = list(predictor.dehazed_batches([str(p) for p in paths]))
+    assert [len(b) for b in batches] == [4] * (len(paths) // 4) + ([len(paths) % 4] if len(paths) % 4 else [])
+    np.testing.assert_allclose(np.concatenate(batches), expected["dehazed"], atol=1e-5)

@@ -104,10 +104,10 @@ def run_dehaze(cfg: CfgNode, args: argparse.Namespace) -> List[Path]:
     out = output_folder(args.output)
     written: List[Path] = []
     sheet_rows: List[np.ndarray] = []
-    step = predictor.batch_size
-    for start in range(0, len(paths), step):
-        chunk = paths[start:start + step]
-        dehazed = to_bgr(torch.from_numpy(predictor.dehaze(chunk)))
+    start = 0
+    for batch in predictor.dehazed_batches(paths):  # one loader over all images, a batch at a time
+        chunk, start = paths[start:start + len(batch)], start + len(batch)
+        dehazed = to_bgr(torch.from_numpy(batch))
         for path, image in zip(chunk, dehazed):
             original = cv2.imread(path, cv2.IMREAD_COLOR)
             height, width = original.shape[:2]

@@ -2,7 +2,7 @@
 
 import logging
 from pathlib import Path
-from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
 import cv2
 import numpy as np
@@ -11,11 +11,12 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from ..config import CfgNode, get_cfg_defaults
+from ..data.build import make_loader
+from ..data.datasets import ImageListDataset
 from ..data.fvrid import scan_folder, warn_skipped
-from ..data.transforms import read_image
 from ..engine.model_io import load_inference_model, test_size
 from ..utils.errors import InputError
-from ..utils.misc import resolve_device
+from ..utils.misc import amp_dtype, autocast, channels_last, resolve_device, to_device
 
 logger = logging.getLogger(__name__)
 
@@ -77,6 +78,11 @@ class Predictor:
     (H x W x 3 or N x H x W x 3) or float tensors in [0, 1] (3 x H x W or N x 3 x H x W); they are
     resized to the model's ``INPUT.SIZE_TEST`` (``size``, (height, width), overrides it) and run in batches of
     ``batch_size``. ``key`` names the checkpoint's source (an option or config key) in error messages.
+
+    On CUDA the model runs as the trainer's does: autocast of ``cfg``'s ``SOLVER.AMP`` (auto: bf16 where
+    supported) and channels-last (``MODEL.CHANNELS_LAST``), and image files are decoded by
+    ``DATALOADER.NUM_WORKERS`` loader workers into pinned uint8 batches, ``DATALOADER.PREFETCH`` ahead. On the
+    CPU: float32, decoding in this process. Outputs are float32 either way.
     """
 
     def __init__(self, checkpoint: str, device: str = "auto", batch_size: int = 32,
@@ -85,8 +91,11 @@ class Predictor:
         if batch_size < 1:
             raise InputError(f"batch_size must be >= 1, got {batch_size}")
         self.device = resolve_device(device)
-        model, self.cfg, self.info = load_inference_model(str(checkpoint), key, cfg or get_cfg_defaults())
+        self.run_cfg = cfg or get_cfg_defaults()  # this run's settings (the checkpoint's config builds the model)
+        model, self.cfg, self.info = load_inference_model(str(checkpoint), key, self.run_cfg)
         self.model = model.to(self.device)
+        self.amp_dtype = amp_dtype(self.run_cfg.SOLVER.AMP, self.device)
+        self.channels_last = channels_last(self.run_cfg.MODEL.CHANNELS_LAST, self.device, self.model)
         self.size: Tuple[int, int] = test_size(self.cfg, size)
         self.batch_size = batch_size
         self.names: List[str] = []  # file names of the last path input, in output order
@@ -106,8 +115,10 @@ class Predictor:
         self.names = [Path(p).name for p in paths]
         if paths:
             total = len(paths)
-            chunks = (paths[i:i + self.batch_size] for i in range(0, total, self.batch_size))
-            loaded = (torch.stack([read_image(p, self.size) for p in chunk]) for chunk in chunks)
+            workers = self.run_cfg.DATALOADER.NUM_WORKERS if self.device.type == "cuda" else 0
+            loader = make_loader(self.run_cfg, ImageListDataset(paths, self.size, uint8=True), num_workers=workers,
+                                 batch_size=self.batch_size, shuffle=False)
+            loaded: Iterable[torch.Tensor] = (batch["img"] for batch in loader)
         else:
             stacked = torch.cat(tensors) if tensors else torch.zeros(0, 3, *self.size)
             total = len(stacked)
@@ -116,27 +127,41 @@ class Predictor:
             raise InputError("no images given")
         steps = -(-total // self.batch_size)
         for batch in tqdm(loaded, total=steps, desc="images", unit="batch", disable=steps < 4, leave=False):
-            yield batch.to(self.device)
+            yield to_device(batch, self.device, self.channels_last)
 
-    @torch.no_grad()
+    def _stream(self, images: Images, fn: Callable[[torch.Tensor], Dict[str, torch.Tensor]]
+                ) -> Iterator[Dict[str, np.ndarray]]:
+        """``fn`` of every batch (no gradients, under the run's autocast), each output as a float32 numpy array."""
+        for batch in self._batches(images):
+            with torch.no_grad(), autocast(self.device, self.amp_dtype):
+                outputs = fn(batch)
+            yield {name: value.float().cpu().numpy() for name, value in outputs.items()}
+
     def _run(self, images: Images, fn: Callable[[torch.Tensor], Dict[str, torch.Tensor]]) -> Dict[str, np.ndarray]:
         """Apply ``fn`` to every batch; concatenate each named output into a float32 numpy array."""
-        parts: Dict[str, List[torch.Tensor]] = {}
-        for batch in self._batches(images):
-            for name, value in fn(batch).items():
-                parts.setdefault(name, []).append(value.float().cpu())
-        return {name: torch.cat(values).numpy() for name, values in parts.items()}
+        parts: Dict[str, List[np.ndarray]] = {}
+        for outputs in self._stream(images, fn):
+            for name, value in outputs.items():
+                parts.setdefault(name, []).append(value)
+        return {name: np.concatenate(values) for name, values in parts.items()}
 
     def features(self, images: Images) -> Dict[str, np.ndarray]:
         """{"clear", "hazy", "fused"}: N x D float32 test-time features (BN features; fused as in evaluation)."""
         def step(batch: torch.Tensor) -> Dict[str, torch.Tensor]:
-            clear, hazy = self.model(batch, "clear"), self.model(batch, "hazy")
+            clear, hazy = self.model(batch, "clear").float(), self.model(batch, "hazy").float()
             return {"clear": clear, "hazy": hazy, "fused": fused_features(clear, hazy)}
         return self._run(images, step)
 
+    def _dehaze(self, batch: torch.Tensor) -> Dict[str, torch.Tensor]:
+        return {"out": self.model.render_clear(*self.model.encode(batch, "hazy"))}
+
     def dehaze(self, images: Images) -> np.ndarray:
         """G_C(E_H(image)): N x 3 x H x W float32 RGB in [0, 1] at SIZE_TEST."""
-        return self._run(images, lambda b: {"out": self.model.render_clear(*self.model.encode(b, "hazy"))})["out"]
+        return self._run(images, self._dehaze)["out"]
+
+    def dehazed_batches(self, images: Images) -> Iterator[np.ndarray]:
+        """:meth:`dehaze` batch by batch, in input order (for more images than memory holds at once)."""
+        return (outputs["out"] for outputs in self._stream(images, self._dehaze))
 
     def rehaze(self, images: Images) -> np.ndarray:
         """G_H(E_C(image)): N x 3 x H x W float32 RGB in [0, 1] at SIZE_TEST."""

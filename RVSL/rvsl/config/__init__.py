@@ -26,7 +26,7 @@ _CHOICES = {
     "MODE.STAGE": STAGES,
     "MODEL.NAME": MODEL_NAMES,
     "MODEL.LAST_STRIDE": (1, 2),
-    "MODEL.ACTIVATION_CHECKPOINT": ("none", "generators", "all"),
+    "MODEL.ACTIVATION_CHECKPOINT": ("auto", "none", "fullres", "generators", "all"),
     "MODEL.GENERATOR": GENERATOR_STYLES,
     "SOLVER.AMP": ("auto", "off", "bf16", "fp16"),
     "SOLVER.WARMUP_UNIT": ("iteration", "epoch"),

@@ -55,15 +55,20 @@ _C.MODEL.GENERATOR = "rvsl"
 _C.MODEL.DISC_CHANNELS = 64
 # Capacity of each discriminator's replay buffer of generated images.
 _C.MODEL.POOL_SIZE = 50
+# Each discriminator update judges the real and the generated images in one pass over both batches
+# instead of two. The same scores and loss (the discriminators normalise per image: no norm on the first
+# layer, InstanceNorm after; each kind keeps its own LSGAN mean), fewer and larger kernels.
+_C.MODEL.D_BATCHED_PASS = True
 # Store the convolutional networks' weights and activations channels-last (NHWC), which tensor-core
 # convolutions read fastest on CUDA. Numerically the same model; ignored on the CPU.
 _C.MODEL.CHANNELS_LAST = True
 # Activation checkpointing (torch.utils.checkpoint): recompute activations in the backward pass instead
-# of storing them, trading compute for GPU memory. "none"; "generators": the generators' blocks, whose
-# full-resolution activations are the largest; "all": also the ResNet stages. BatchNorm running
-# statistics of a recomputed block see each batch twice. Measured at the published setting on an H100
-# (README): peak 20.7 / 29.2 GB in stages 1 / 3 with "none", 12.0 / 13.8 GB with "all".
-_C.MODEL.ACTIVATION_CHECKPOINT = "none"
+# of storing them, trading compute for GPU memory. "none"; "fullres": only the generators' full-resolution
+# block; "generators": the generators' blocks; "all": also the ResNet stages. "auto" (training on CUDA):
+# the fastest of these whose estimated peak fits the GPU's free memory at start-up (rvsl/engine/memory.py;
+# the free memory, the estimates and the choice are logged); "none" on the CPU. BatchNorm running
+# statistics of a recomputed block see each batch twice. Peaks measured at the published setting: README.
+_C.MODEL.ACTIVATION_CHECKPOINT = "auto"
 
 # ---------------------------------------------------------------------------- #
 # Input pipeline. Images are RGB in [0, 1]; the model normalises internally.

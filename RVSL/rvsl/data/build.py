@@ -51,14 +51,14 @@ def _labelled(cfg: CfgNode, key: str) -> List[ImageRecord]:
     return scan_labelled(folder(cfg, key), f"DATASETS.{key}")
 
 
-def make_loader(cfg: CfgNode, dataset, **kwargs) -> DataLoader:
-    """A DataLoader with the config's workers (kept alive between epochs, each ``DATALOADER.PREFETCH`` batches
-    ahead), pinned memory on CUDA and single-threaded OpenCV in the workers.
+def make_loader(cfg: CfgNode, dataset, num_workers: Optional[int] = None, **kwargs) -> DataLoader:
+    """A DataLoader with the config's workers (``num_workers`` if given; kept alive between epochs, each
+    ``DATALOADER.PREFETCH`` batches ahead), pinned memory on CUDA and single-threaded OpenCV in the workers.
 
     The loader seeds its workers from a generator of its own, never from torch's global one, so starting
     workers (once with persistent workers, or again after a resume) leaves the training's random stream alone.
     """
-    workers = cfg.DATALOADER.NUM_WORKERS
+    workers = cfg.DATALOADER.NUM_WORKERS if num_workers is None else num_workers
     extra = {"persistent_workers": True, "prefetch_factor": cfg.DATALOADER.PREFETCH} if workers > 0 else {}
     return DataLoader(dataset, num_workers=workers, pin_memory=torch.cuda.is_available(),
                       worker_init_fn=init_worker, generator=torch.Generator().manual_seed(cfg.MODE.SEED),

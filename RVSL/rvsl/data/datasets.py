@@ -6,7 +6,7 @@ from typing import Dict, Optional, Sequence, Tuple
 from torch.utils.data import Dataset
 
 from .fvrid import ImageRecord, PairRecord
-from .transforms import Augment, joint_augment, read_image, to_uint8
+from .transforms import Augment, joint_augment, read_image, read_image_uint8, to_uint8
 
 
 class _TrainDataset(Dataset):
@@ -50,17 +50,21 @@ class UnlabelledDataset(_TrainDataset):
 
 
 class ImageListDataset(Dataset):
-    """Images by path at test size, unaugmented: ``{"img", "path"}``. Names are never parsed."""
+    """Images by path at test size, unaugmented: ``{"img", "path"}``. Names are never parsed.
 
-    def __init__(self, paths: Sequence[str], size: Tuple[int, int]):
+    With ``uint8`` the images stay uint8 (a quarter of the bytes to the device, scaled there by ``to_device``).
+    """
+
+    def __init__(self, paths: Sequence[str], size: Tuple[int, int], uint8: bool = False):
         self.paths = list(paths)
         self.size = tuple(size)
+        self.read = read_image_uint8 if uint8 else read_image
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def __getitem__(self, index: int) -> Dict:
-        return {"img": read_image(self.paths[index], self.size), "path": self.paths[index]}
+        return {"img": self.read(self.paths[index], self.size), "path": self.paths[index]}
 
 
 class TestDataset(Dataset):

@@ -25,8 +25,8 @@ def init_worker(worker_id: int) -> None:
         os.setpgrp()
 
 
-def read_image(path: str, size: Tuple[int, int]) -> torch.Tensor:
-    """Decode ``path`` and resize to ``size`` (height, width): a 3 x H x W float tensor in [0, 1]."""
+def read_image_uint8(path: str, size: Tuple[int, int]) -> torch.Tensor:
+    """Decode ``path`` and resize to ``size`` (height, width): a 3 x H x W uint8 RGB tensor."""
     image = cv2.imread(path, cv2.IMREAD_COLOR)
     if image is None:
         raise InputError(f"image does not decode: {path}")
@@ -34,7 +34,12 @@ def read_image(path: str, size: Tuple[int, int]) -> torch.Tensor:
     if image.shape[:2] != (height, width):
         image = cv2.resize(image, (width, height), interpolation=cv2.INTER_LINEAR)
     image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-    return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div_(255.0)
+    return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)
+
+
+def read_image(path: str, size: Tuple[int, int]) -> torch.Tensor:
+    """Decode ``path`` and resize to ``size`` (height, width): a 3 x H x W float tensor in [0, 1]."""
+    return read_image_uint8(path, size).float().div_(255.0)
 
 
 def to_uint8(image: torch.Tensor) -> torch.Tensor:

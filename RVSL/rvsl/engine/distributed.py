@@ -45,19 +45,22 @@ class DiscriminatorLoss(nn.Module):
     """``forward(pairs)``: ``{"D_<domain>": LSGAN loss}`` of the discriminators on a step's adversarial pairs.
 
     Registers only the discriminators of ``domains`` (those the stage trains), so that DDP finds no
-    unused parameter; the generated images go through each domain's replay pool first.
+    unused parameter; the generated images go through each domain's replay pool first. With ``batched``
+    (``MODEL.D_BATCHED_PASS``) each discriminator judges its real and generated images in one pass.
     """
 
-    def __init__(self, discriminators: nn.Module, pools: Mapping[str, ImagePool], domains: Sequence[str]):
+    def __init__(self, discriminators: nn.Module, pools: Mapping[str, ImagePool], domains: Sequence[str],
+                 batched: bool = False):
         super().__init__()
         for domain in domains:
             self.add_module(domain, discriminators[domain])
         self.pools = pools
+        self.batched = batched
 
     def forward(self, pairs: List[AdversarialPair]) -> Dict[str, Tensor]:
         """The loss of each pair's discriminator on its real and (pooled) generated images."""
         return {f"D_{pair.domain}": discriminator_loss(self.get_submodule(pair.domain), pair.real,
-                                                       self.pools[pair.domain].query(pair.generated))
+                                                       self.pools[pair.domain].query(pair.generated), self.batched)
                 for pair in pairs}
 
 

@@ -11,7 +11,7 @@ from ..evaluation import (DatasetEvaluator, ImageQualityEvaluator, PictureEvalua
                           inference_on_dataset)
 from ..utils import comm
 from ..utils.io import write_json
-from ..utils.misc import amp_dtype
+from ..utils.misc import amp_dtype, channels_last
 from .defaults import default_setup
 from .model_io import load_inference_model, size_override, test_size
 from .report import format_metrics
@@ -47,12 +47,13 @@ def run_inference(cfg: CfgNode, args: argparse.Namespace) -> Dict:
         cfg.defrost()
         cfg.INPUT.SIZE_TEST = list(size)
         cfg.freeze()
+    nhwc = channels_last(cfg.MODEL.CHANNELS_LAST, device, model)  # as the trainer lays it out (CUDA only)
 
     loader, num_query = build_test_loader(cfg, cfg.TEST.DATA)
     test = cfg.TEST
     vis_dir = Path(cfg.OUTPUT_DIR) / "vis" if test.VIS else None
     metrics = inference_on_dataset(model, loader, build_evaluators(cfg, num_query, vis_dir), device,
-                                   amp_dtype(cfg.SOLVER.AMP, device))
+                                   amp_dtype(cfg.SOLVER.AMP, device), nhwc)
     logger.info("%s on %s:\n%s", cfg.TEST.WEIGHT, cfg.TEST.DATA, format_metrics(metrics))
     result = {"test_set": cfg.TEST.DATA, "weight": cfg.TEST.WEIGHT, "stage": info["stage"],
               "epoch": info["epoch"], "input_size": list(size), "distance": test.DISTANCE, "rerank": test.RERANK,

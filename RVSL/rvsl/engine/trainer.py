@@ -29,10 +29,11 @@ from .defaults import default_setup
 from .distributed import (DiscriminatorLoss, GatheredPool, StepModule, accumulating, build_guard,
                           convert_sync_batchnorm, wrap)
 from .divergence import LossGrowth
-from .guard import restore_running_stats, save_running_stats, scaled_step
+from .guard import grad_scaler, restore_running_stats, save_running_stats, scaled_step
 from .hooks import BestMetricHook, CheckpointHook, EvalHook, HistoryHook, TensorBoardHook
 from .inference import build_evaluators
 from .interrupt import StopFlag
+from .memory import choose_activation_checkpoint
 from .model_io import load_reference_weights
 from .report import format_metrics
 from .solver import build_lr_schedulers, build_optimizers, step_schedulers
@@ -42,12 +43,6 @@ from .tensorboard import TensorBoardWriter
 logger = logging.getLogger(__name__)
 
 Losses = Dict[str, Tensor]
-# First loss scale of fp16 training. With the loss weights of 100 (translation, cycle), torch's default
-# 2**16 overflows the fp16 gradients of the first updates: on the tiny test tree (CPU fp16 autocast) it
-# skipped 8 of stage 3's first 14 updates, and on an H100 every one of 8; 2**8 skipped one. The scaler
-# still doubles the scale after 2,000 finite updates.
-GRAD_SCALE_START = 2.0 ** 8
-
 
 class Trainer:
     """Trains one stage: builds data, networks, optimisers and the stage step from the config.
@@ -70,6 +65,8 @@ class Trainer:
 
         # SyncBatchNorm (MODEL.SYNC_BN, several processes) replaces the layers in place, before anything holds them
         self.model = convert_sync_batchnorm(cfg, build_model(cfg, self.loaders.num_classes).to(device), device)
+        self.activation_checkpoint = choose_activation_checkpoint(cfg, device)  # "auto" resolved for the device
+        self.model.set_activation_checkpoint(self.activation_checkpoint)
         self.discriminators = build_discriminators(cfg).to(device)
         self.channels_last = channels_last(cfg.MODEL.CHANNELS_LAST, device, self.model, self.discriminators)
         if cfg.SOLVER.COMPILE:
@@ -83,17 +80,15 @@ class Trainer:
                     {torch.bfloat16: "bf16", torch.float16: "fp16 with gradient scaling"}.get(self.amp_dtype, "off"),
                     self.channels_last, self.optimizers["model"].defaults.get("fused"), bool(cfg.SOLVER.COMPILE),
                     self.accum_steps)
-        self.scalers = {name: torch.amp.GradScaler(device.type, init_scale=GRAD_SCALE_START,
-                                                   enabled=self.amp_dtype == torch.float16)
-                        for name in self.optimizers}
+        self.scalers = {name: grad_scaler(device, self.amp_dtype == torch.float16) for name in self.optimizers}
         self.guard = build_guard(cfg)
         self.stop = StopFlag(device)  # SIGTERM / SIGINT: stop at the next iteration boundary (engine/interrupt.py)
         self.loss_growth = LossGrowth()
         self.step = build_step(cfg, self.model, self.discriminators)
         # What each update calls: under torchrun, in DDP (single process: the step itself, unwrapped)
         self.step_module = wrap(StepModule(self.model, self.step), device)
-        self.disc_loss = wrap(DiscriminatorLoss(self.discriminators, self.pools, adversarial_domains(cfg.MODE.STAGE)),
-                              device)
+        self.disc_loss = wrap(DiscriminatorLoss(self.discriminators, self.pools, adversarial_domains(cfg.MODE.STAGE),
+                                                cfg.MODEL.D_BATCHED_PASS), device)
         self.hooks = [EvalHook(cfg.SOLVER.EVAL_PERIOD, self.validate)]  # every process validates
         if comm.is_main_process():  # the hooks that write, in this order
             self.hooks += [BestMetricHook(cfg.SOLVER.BEST_METRIC), HistoryHook(self.output_dir, cfg.MODE.STAGE),

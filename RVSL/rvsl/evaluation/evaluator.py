@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from ..modeling.rvsl_model import DOMAINS as BRANCHES
 from ..utils import comm
-from ..utils.misc import autocast
+from ..utils.misc import autocast, to_device
 from .base import DatasetEvaluator
 from .distance import METRICS, compute_distance
 from .rank import evaluate_features, evaluate_rank
@@ -193,11 +193,12 @@ def _same_size(images: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
 
 
 def run_model(model: torch.nn.Module, batch: Mapping, device: torch.device,
-              needs: FrozenSet[str] = frozenset()) -> Dict[str, torch.Tensor]:
+              needs: FrozenSet[str] = frozenset(), channels_last: bool = False) -> Dict[str, torch.Tensor]:
     """The outputs of one batch: "clear" = model(twin or img, "clear"), "hazy" = model(img, "hazy"), and the
-    generator images in ``needs`` (resized to the input size; "rehazed" only when the batch has a twin)."""
-    img = batch["img"].to(device, non_blocking=True)
-    twin = batch["twin"].to(device, non_blocking=True) if "twin" in batch else None
+    generator images in ``needs`` (resized to the input size; "rehazed" only when the batch has a twin).
+    ``channels_last``: the images are laid out NHWC on the device, for a channels-last model."""
+    img = to_device(batch["img"], device, channels_last)
+    twin = to_device(batch["twin"], device, channels_last) if "twin" in batch else None
     clear_input = img if twin is None else twin
     outputs = {"clear": model(clear_input, "clear").float(), "hazy": model(img, "hazy").float()}
     if needs & {"dehazed", "cycled"}:
@@ -215,10 +216,12 @@ def inference_on_dataset(
     evaluators: Sequence[DatasetEvaluator],
     device: Union[str, torch.device],
     amp_dtype: Optional[torch.dtype] = None,
+    channels_last: bool = False,
 ) -> Dict:
     """Reset the evaluators, run ``model`` once per batch (``run_model``), feed them, and merge their results.
 
-    Autocast with ``amp_dtype`` is used on CUDA only (features are float32 regardless); the model's
+    Autocast with ``amp_dtype`` is used on CUDA only (features are float32 regardless), and NHWC inputs with
+    ``channels_last`` (for a model laid out channels-last, :func:`rvsl.utils.misc.channels_last`); the model's
     train/eval mode is restored after. Two evaluators returning the same key raise ValueError. In a
     distributed run ``loader`` is this process's shard and every process must call this: the shards'
     results are gathered on rank 0, which evaluates, and every process returns the same results.
@@ -233,7 +236,7 @@ def inference_on_dataset(
         with torch.no_grad(), autocast(device, amp_dtype):
             for batch in tqdm(loader, desc="evaluation", unit="batch", dynamic_ncols=True, leave=False, disable=None):
                 needs = frozenset().union(*(ev.needs(batch) for ev in evaluators))
-                outputs = run_model(model, batch, device, needs)
+                outputs = run_model(model, batch, device, needs, channels_last)
                 for evaluator in evaluators:
                     evaluator.process(batch, outputs)
                 num_images += int(batch["img"].shape[0])

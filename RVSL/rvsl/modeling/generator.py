@@ -65,17 +65,17 @@ class Generator(nn.Module):
         self.block2 = DoubleConv(channels + f1_channels, channels)
         self.block3 = DoubleConv(channels, channels)
         self.to_rgb = nn.Conv2d(channels, 3, 1)
-        self.checkpoint = False  # recompute the blocks in the backward pass (MODEL.ACTIVATION_CHECKPOINT)
+        self.recompute: Tuple[str, ...] = ()  # blocks recomputed in the backward pass (MODEL.ACTIVATION_CHECKPOINT)
 
     def forward(self, f1: torch.Tensor, r1: torch.Tensor, out_size: Optional[Tuple[int, int]] = None) -> torch.Tensor:
         """Render an image of ``out_size`` (default: twice F1's size) from the skip F1 and the features R1."""
         if out_size is None:
             out_size = (2 * f1.shape[-2], 2 * f1.shape[-1])
-        x = run_block(self.block1, r1, self.checkpoint)
+        x = run_block(self.block1, r1, "block1" in self.recompute)
         x = self._upsample(x, tuple(f1.shape[-2:]))
-        x = run_block(self.block2, torch.cat([x, f1], dim=1), self.checkpoint)
+        x = run_block(self.block2, torch.cat([x, f1], dim=1), "block2" in self.recompute)
         x = self._upsample(x, tuple(out_size))
-        x = self.to_rgb(run_block(self.block3, x, self.checkpoint))
+        x = self.to_rgb(run_block(self.block3, x, "block3" in self.recompute))  # the full-resolution block
         if self.style == "rvsl":
             return torch.sigmoid(x)
         return x if self.training else x.clamp(0.0, 1.0)

@@ -19,6 +19,7 @@ logger = logging.getLogger(__name__)
 DOMAINS = ("clear", "hazy")
 # The other image domain: where a translator takes an image of a domain.
 OTHER = {"clear": "hazy", "hazy": "clear"}
+GENERATOR_BLOCKS = ("block1", "block2", "block3")
 
 
 class ReIDOutput(NamedTuple):
@@ -124,10 +125,12 @@ class RVSL(nn.Module):
         self.gen_clear = Generator(self.r1_channels, f1_channels, gen_channels, generator)
 
     def set_activation_checkpoint(self, parts: str) -> None:
-        """Recompute activations in the backward pass instead of storing them: of the generator blocks
-        (``parts`` "generators"), also of the ResNet stages ("all"), or of none ("none")."""
+        """Recompute activations in the backward pass instead of storing them: of the generators' full-resolution
+        block (``parts`` "fullres"), of all generator blocks ("generators"), also of the ResNet stages ("all"),
+        or of none ("none"; also "auto", which the trainer resolves for its device)."""
+        blocks = {"fullres": ("block3",), "generators": GENERATOR_BLOCKS, "all": GENERATOR_BLOCKS}.get(parts, ())
         for module in (self.gen_hazy, self.gen_clear):
-            module.checkpoint = parts in ("generators", "all")
+            module.recompute = blocks
         for module in (self.enc_clear, self.enc_hazy, self.reid):
             module.checkpoint = parts == "all"
 
