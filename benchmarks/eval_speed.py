@@ -197,9 +197,7 @@ def main() -> None:
         args.repeat = 1
     for name in sizes:
         print("\n".join(run_size(name, args, device)), flush=True)
-    print("anchor (not measured here): fast-reid's compiled Cython evaluator, ranking only, small size: 10.7 s "
-          "on the 2-core development machine, 7.2 s on 16 cores (DESIGN.md section 8); target for ours "
-          "(distance + ranking, small, CPU): under 3.5 s")
+    print("anchors (fast-reid's compiled Cython evaluator) and the target: README, section 'Evaluation'")
 
 
 if __name__ == "__main__":

@@ -40,7 +40,7 @@ def test_published_configs_differ_only_in_what_the_reference_ran_otherwise():
 
 
 def test_published_configs_carry_the_reference_recipe():
-    """DESIGN.md section 3, as the reference ran: checked key by key against the spec's numbers."""
+    """The reference recipe as it ran, checked key by key against its numbers (README, "Differences from the reference implementation")."""
     cfg = load_config(str(ROOT / "configs" / "FVRID_reference.yml"))
     # its loader never normalised (DATALOADER.NORMALZIE False): the networks read RGB in [0, 1]
     assert (cfg.INPUT.PIXEL_MEAN, cfg.INPUT.PIXEL_STD, cfg.INPUT.PADDING) == ([0.0] * 3, [1.0] * 3, 0)

@@ -32,7 +32,7 @@ def _images(seed: int, shape=(2, 3, 9, 11)) -> torch.Tensor:
     return torch.rand(shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
 
 
-# ----------------------------------------------------------------------------- numpy references (DESIGN.md §4)
+# ----------------------------------------------------------------------------- numpy references (the formulas of losses/priors.py)
 
 
 def np_dark_channel(img: np.ndarray, patch: int) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""The procedural demo dataset in the exact FVRID layout (DESIGN.md sections 1 and 7).
+"""The procedural demo dataset in the exact FVRID layout (folders, names and haze model as in Datasets/README.md).
 
 Every identity is a distinct vehicle drawn with OpenCV (type, proportions, colours, windows, wheels,
 markings, roof rack) and seen by several cameras, each with its own background, viewpoint and light.

@@ -81,7 +81,7 @@ _C.INPUT.SIZE_TEST = [384, 384]
 _C.INPUT.PIXEL_MEAN = [0.485, 0.456, 0.406]
 _C.INPUT.PIXEL_STD = [0.229, 0.224, 0.225]
 # Train-time augmentation, one random draw applied identically to both images of a synthetic pair
-# (and to each real image), in this order (the reference recipe; DESIGN.md section 3):
+# (and to each real image), in this order (the reference recipe):
 # Probability of a horizontal flip.
 _C.INPUT.FLIP_PROB = 0.5
 # Resize each axis by its own factor drawn from U(low, high), then crop the centre back to
@@ -196,7 +196,7 @@ _C.SOLVER.MAX_NONFINITE = 5
 _C.SOLVER.BEST_METRIC = "last"
 
 # ---------------------------------------------------------------------------- #
-# Loss weights (DESIGN.md section 3)
+# Loss weights (the paper's, per stage)
 # ---------------------------------------------------------------------------- #
 _C.LOSS = CN()
 # Label smoothing of the identity cross-entropy (0 disables it; the reference ran without it).

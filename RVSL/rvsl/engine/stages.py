@@ -1,4 +1,4 @@
-"""The three training stages as small step objects over one shared set of losses (DESIGN.md section 3).
+"""The three training stages as small step objects over one shared set of losses.
 
 A step maps a batch to a :class:`StepResult`: the named, weighted losses of the ReID network and
 generators, and the adversarial pairs it judged. Every adversarial term goes through

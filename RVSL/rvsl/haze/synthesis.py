@@ -1,4 +1,4 @@
-"""Atmospheric scattering model used to render synthetic haze (DESIGN.md section 7).
+"""Atmospheric scattering model used to render synthetic haze.
 
 I(x) = J(x) t(x) + A (1 - t(x)),  t(x) = exp(-beta d(x)),  depth d normalised to [0, 1].
 """

@@ -1,4 +1,4 @@
-"""Physics priors of haze used without ground truth (DESIGN.md section 4).
+"""Physics priors of haze used without ground truth.
 
 Images are B x 3 x H x W in [0, 1]. Every prior uses every image of the batch, vectorised, on the
 input's device. Min filters see only real pixels: the border is padded with +inf before the min-pool.

@@ -1,4 +1,4 @@
-"""The generators G_H and G_C: a small U-Net decoder from encoder features back to an image (DESIGN.md section 2)."""
+"""The generators G_H and G_C: a small U-Net decoder from encoder features back to an image."""
 
 from typing import Optional, Tuple
 

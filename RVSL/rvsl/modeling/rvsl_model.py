@@ -1,4 +1,4 @@
-"""The RVSL network: two encoders, a shared ReID body with BNNeck, and two U-Net generators (DESIGN.md section 2)."""
+"""The RVSL network: two encoders, a shared ReID body with BNNeck, and two U-Net generators."""
 
 import copy
 import logging
