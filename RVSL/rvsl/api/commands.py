@@ -82,7 +82,7 @@ def run_extract(cfg: CfgNode, args: argparse.Namespace) -> Dict[str, np.ndarray]
     paths = image_paths(args.input, "--input")  # a bad path fails before the model loads
     predictor = build_predictor(cfg, args)
     features = predictor.features(paths)
-    names = predictor.names
+    names = [Path(p).name for p in paths]
     out = output_folder(args.output)
     source = args.input if Path(args.input).is_dir() else str(Path(args.input).parent)
     write_features(out, features, names, source)

@@ -98,10 +98,9 @@ class Predictor:
         self.channels_last = channels_last(self.run_cfg.MODEL.CHANNELS_LAST, self.device, self.model)
         self.size: Tuple[int, int] = test_size(self.cfg, size)
         self.batch_size = batch_size
-        self.names: List[str] = []  # file names of the last path input, in output order
 
     def _batches(self, images: Images) -> Iterator[torch.Tensor]:
-        """The images as resized N x 3 x H x W batches on the device; sets ``self.names`` for path inputs."""
+        """The images as resized N x 3 x H x W batches on the device (a folder's in :func:`image_paths` order)."""
         items = list(images) if isinstance(images, (list, tuple)) else [images]
         paths: List[str] = []
         tensors: List[torch.Tensor] = []
@@ -112,7 +111,6 @@ class Predictor:
                 tensors.append(_as_batch(item, self.size))
         if paths and tensors:
             raise InputError("give either image paths or image arrays/tensors, not both")
-        self.names = [Path(p).name for p in paths]
         if paths:
             total = len(paths)
             workers = self.run_cfg.DATALOADER.NUM_WORKERS if self.device.type == "cuda" else 0

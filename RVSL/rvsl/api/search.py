@@ -55,8 +55,8 @@ def load_gallery(gallery: str, predictor: Predictor, feature: str) -> Tuple[np.n
         folder = Path(source.read_text(encoding="utf-8").strip()) if source.is_file() else None
         logger.info("gallery: %d precomputed features from %s", len(names), root)
         return feats.astype(np.float32), names, folder if folder and folder.is_dir() else None
-    feats = predictor.features(gallery)[feature]
-    return feats, list(predictor.names), root if root.is_dir() else root.parent
+    paths = image_paths(gallery, "--gallery")
+    return predictor.features(paths)[feature], [Path(p).name for p in paths], root if root.is_dir() else root.parent
 
 
 def exact_topk(query: np.ndarray, gallery: np.ndarray, k: int) -> Tuple[np.ndarray, np.ndarray]:
@@ -117,7 +117,7 @@ def run_search(cfg: CfgNode, args: argparse.Namespace) -> Tuple[np.ndarray, np.n
         raise InputError(f"--gallery: no such file or folder: {args.gallery}")
     predictor = build_predictor(cfg, args)
     query = predictor.features(q_paths)[args.feature]
-    q_names = list(predictor.names)
+    q_names = [Path(p).name for p in q_paths]
     q_folder = Path(q_paths[0]).parent
     gallery, g_names, g_folder = load_gallery(args.gallery, predictor, args.feature)
     if gallery.shape[1] != query.shape[1]:
