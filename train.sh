@@ -6,8 +6,8 @@
 # it exists, else python from PATH).
 # best.pth is chosen by SOLVER.BEST_METRIC, label-free by default (it never reads a real label), so the
 # chain reads no real label either (choosing on the labelled test set is possible, under a name that says so).
-# A stage that already has OUTPUT_ROOT/stageN/checkpoint/last.pth is resumed (a finished one
-# returns at once), so rerunning this script after an interruption continues where it stopped.
+# Each stage runs with --auto-resume: one that already has OUTPUT_ROOT/stageN/checkpoint/last.pth is
+# resumed (a finished one returns at once), so rerunning this script after an interruption continues where it stopped.
 # Extra arguments are config overrides for every stage, e.g.  bash train.sh SOLVER.MAX_EPOCHS 50
 # NPROC=N runs each stage on N GPUs of this machine with torchrun (one process per GPU, each loading
 # NUM_IDENTITIES x NUM_INSTANCES of every global batch); on several machines TORCHRUN_ARGS replaces
@@ -30,9 +30,7 @@ launcher=("$PYTHON")
 previous=$IMAGENET
 for n in 1 2 3; do
     out=$OUTPUT_ROOT/stage$n
-    resume=()
-    [ -f "$out/checkpoint/last.pth" ] && resume=(--resume)
-    "${launcher[@]}" RVSL/stage${n}_trainer.py -c "$CONFIG" "${resume[@]}" MODE.STAGE STAGE$n \
+    "${launcher[@]}" RVSL/stage${n}_trainer.py -c "$CONFIG" --auto-resume \
         DATASETS.DATA_PATH "$DATA_PATH" MODEL.PRETRAIN_PATH "$previous" OUTPUT_DIR "$out" "$@"
     previous=$out/checkpoint/best.pth
 done

@@ -167,6 +167,20 @@ def test_existing_run_is_not_overwritten(flawed_run):
     assert (out / "config.yaml").read_bytes() == config_before
 
 
+def test_auto_resume_continues_a_finished_run_and_changes_nothing(flawed_run, tmp_path):
+    """train.sh's --auto-resume: with last.pth present it resumes (a finished run returns at once, its checkpoint
+    untouched) instead of refusing as a plain start does."""
+    _, out, _ = flawed_run
+    copy = tmp_path / "out"
+    shutil.copytree(out, copy)
+    before = (copy / "checkpoint" / "last.pth").read_bytes()
+    args = train_args(1, out.parent / "data", copy, "SOLVER.MAX_EPOCHS", "1")
+    result = run_cli([args[0], "--auto-resume", *args[1:]])
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "resumed from" in result.stderr
+    assert (copy / "checkpoint" / "last.pth").read_bytes() == before
+
+
 def _corrupt_huffman_table(path: Path) -> None:
     """Break the first Huffman table of a JPEG: its header still opens (the start-up check passes it), its data
     no longer decodes."""

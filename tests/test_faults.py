@@ -142,7 +142,8 @@ def test_scripts_use_the_project_venv_when_python_is_unset(tmp_path):
     assert result.returncode == 0, result.stderr
     lines = calls.read_text().splitlines()
     assert [line.split()[:2] for line in lines] == [[str(venv_python), f"RVSL/stage{n}_trainer.py"] for n in (1, 2, 3)]
-    assert all(line.endswith("SOLVER.MAX_EPOCHS 1") for line in lines)
+    assert all(line.endswith("SOLVER.MAX_EPOCHS 1") and " --auto-resume " in line for line in lines)
+    assert not any("MODE.STAGE" in line for line in lines)  # each stage script knows its stage
     calls.unlink()
     result = _bash(clone, "test.sh", "w.pth", "out", CALLS=str(calls))
     assert result.returncode == 0, result.stderr

@@ -27,13 +27,15 @@ AddArguments = Callable[[argparse.ArgumentParser], None]
 
 def default_argument_parser(description: str, training: bool = True,
                             add_arguments: Optional[AddArguments] = None) -> argparse.ArgumentParser:
-    """The reference code's command line: ``-c CONFIG``, ``--resume`` (trainers only), a script's own flags
+    """The reference code's command line: ``-c CONFIG``, ``--resume`` / ``--auto-resume`` (trainers only), a script's own flags
     (``add_arguments(parser)``), then ``KEY VALUE`` pairs. An unknown flag is argparse's usage error (exit 2)."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("-c", "--config_file", "--config-file", default="", metavar="FILE", help="YAML config file")
     if training:
         parser.add_argument("--resume", action="store_true",
                             help="continue from OUTPUT_DIR/checkpoint/last.pth with all training state")
+        parser.add_argument("--auto-resume", action="store_true",
+                            help="--resume when OUTPUT_DIR/checkpoint/last.pth exists, else start afresh (train.sh)")
     if add_arguments is not None:
         add_arguments(parser)
     parser.add_argument("opts", nargs=argparse.REMAINDER, default=[],

@@ -384,12 +384,13 @@ def _read_means(sums: Sequence[Losses], counts: Sequence[Dict[str, int]]) -> Lis
 def train_stage(cfg: CfgNode, args: argparse.Namespace) -> None:
     """Entry point of the three stage scripts: set up, build the trainer, (resume,) train."""
     last = Path(cfg.OUTPUT_DIR) / "checkpoint" / "last.pth"
-    if last.exists() != args.resume:  # checked before set-up rewrites config.yaml
+    resume = args.resume or (args.auto_resume and last.exists())  # the one resume rule, also train.sh's
+    if last.exists() != resume:  # checked before set-up rewrites config.yaml
         raise InputError(f"{last} exists: pass --resume to continue that run, or choose another OUTPUT_DIR"
                          if last.exists() else f"--resume: no checkpoint to resume from at {last}")
     device = default_setup(cfg)
     startup_check(cfg)
     trainer = Trainer(cfg, device)
-    if args.resume:
+    if resume:
         trainer.resume()
     trainer.train()
