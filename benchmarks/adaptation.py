@@ -57,7 +57,7 @@ VARIANTS = ("stage1", "control", "adabn", "rvsl", "rvsl_no_stage2", "rvsl_adabn"
 ABLATIONS = {"no_ec": "LOSS.REAL_EC", "no_prior": "LOSS.REAL_PRIOR", "no_cycle": "LOSS.REAL_CYCLE",
              "no_adv": "LOSS.REAL_ADV"}
 # Training order over all seeds: phase by phase (what a --deadline cuts comes last).
-PHASES = (("stage1", "rvsl", "control", "adabn", "rvsl_adabn"), ("rvsl_no_stage2", "ceiling"), tuple(ABLATIONS))
+PHASES = (("stage1", "adabn", "control", "rvsl", "rvsl_adabn"), ("rvsl_no_stage2", "ceiling"), tuple(ABLATIONS))
 BRANCHES = ("hazy", "clear", "fusion")
 SETS = {"dev": "REAL_FOGGY_DEV", "test": "REAL_FOGGY"}
 # Training runs see the real hazy test folders under names that do not exist: they never open them.
@@ -142,22 +142,23 @@ def train_phase(seed: int, phase: int, weights: Dict[str, Path], args: argparse.
             return False
         return True
 
-    if phase == 0:
+    if phase == 0:  # the cheap baselines before the method, so that a deadline cuts the method's extras
         if due("stage1"):
             weights["stage1"] = stage(1, "stage1", None, e1)
-        if wanted & {"rvsl", "rvsl_adabn", *ABLATIONS} and due("stage2", "stage1"):
-            weights["stage2"] = stage(2, "stage2", weights["stage1"], e2)
-        if wanted & {"rvsl", "rvsl_adabn"} and due("rvsl", "stage2"):
-            weights["rvsl"] = stage(3, "stage3", weights["stage2"], e3)
+        if "adabn" in wanted and due("adabn", "stage1"):
+            weights["adabn"] = stage(0, "adabn", weights["stage1"], 0, script="RVSL/adabn.py")
         if "control" in wanted and due("control", "stage1"):
             shutil.copytree(out / "stage1", out / "control")
             run(["RVSL/stage1_trainer.py", "--resume", "-c", args.config, "DATASETS.DATA_PATH", str(args.data),
                  "MODE.SEED", str(seed), *args.opts, "OUTPUT_DIR", str(out / "control"), "SOLVER.MAX_EPOCHS",
                  str(e1 + e2 + e3)], out / "runs.log", args.threads)
             weights["control"] = out / "control" / "checkpoint" / "best.pth"
-        for name, source in (("adabn", "stage1"), ("rvsl_adabn", "rvsl")):
-            if name in wanted and due(name, source):
-                weights[name] = stage(0, name, weights[source], 0, script="RVSL/adabn.py")
+        if wanted & {"rvsl", "rvsl_adabn", *ABLATIONS} and due("stage2", "stage1"):
+            weights["stage2"] = stage(2, "stage2", weights["stage1"], e2)
+        if wanted & {"rvsl", "rvsl_adabn"} and due("rvsl", "stage2"):
+            weights["rvsl"] = stage(3, "stage3", weights["stage2"], e3)
+        if "rvsl_adabn" in wanted and due("rvsl_adabn", "rvsl"):
+            weights["rvsl_adabn"] = stage(0, "rvsl_adabn", weights["rvsl"], 0, script="RVSL/adabn.py")
     elif phase == 1:
         if "rvsl_no_stage2" in wanted and due("rvsl_no_stage2", "stage1"):
             weights["rvsl_no_stage2"] = stage(3, "stage3_no_stage2", weights["stage1"], e3)
@@ -294,7 +295,8 @@ def collect(metrics: Dict[int, Dict[str, Dict]]) -> Dict[str, Dict[str, List]]:
     results: Dict[str, Dict[str, List]] = {}
     for seed, seed_metrics in metrics.items():
         for variant, m in seed_metrics.items():
-            row = results.setdefault(variant, {"seeds": [], **{f"{b}{k}": [] for b in BRANCHES for k in ("", "_rank1")}})
+            empty = {f"{b}{k}": [] for b in BRANCHES for k in ("", "_rank1")}
+            row = results.setdefault(variant, {"seeds": [], **empty})
             row["seeds"].append(seed)
             for branch in BRANCHES:
                 row[branch].append(m[branch]["mAP"])
@@ -307,8 +309,8 @@ def print_table(name: str, results: Dict[str, Dict[str, List[float]]], chance: T
     print(f"\n{SETS[name]} ({name} split); random ranking: mAP {100 * chance[0]:.2f} +- {100 * chance[1]:.2f}")
     print(f"{'variant':<15} {'seeds':>5} " + " ".join(f"{b + ' mAP':>15} {b + ' R-1':>15}" for b in BRANCHES))
     for variant, row in results.items():
-        print(f"{variant:<15} {len(row['seeds']):>5} " + " ".join(f"{mean_sd(row[b]):>15} {mean_sd(row[b + '_rank1']):>15}"
-                                          for b in BRANCHES))
+        print(f"{variant:<15} {len(row['seeds']):>5} "
+              + " ".join(f"{mean_sd(row[b]):>15} {mean_sd(row[b + '_rank1']):>15}" for b in BRANCHES))
     diffs = {}
     if "rvsl" in results:
         print(f"paired difference, hazy mAP points: rvsl minus ... (mean [95 % t-interval over seeds])")

@@ -120,11 +120,13 @@ def joint_augment(images: Sequence[torch.Tensor], augment: Augment,
     pad = augment.padding
     top, left = (rng.randint(0, 2 * pad), rng.randint(0, 2 * pad)) if pad else (0, 0)
     gains = sigma = noise = None
-    if rng.random() < augment.jitter_prob:
+    # each draw only when its change is on: with them off, the random stream is the one before they existed
+    if augment.jitter_prob > 0 and rng.random() < augment.jitter_prob:
         b, c, sat, cast = augment.jitter
         gains = (rng.uniform(1 - b, 1 + b), rng.uniform(1 - c, 1 + c), rng.uniform(1 - sat, 1 + sat),
                  torch.tensor([rng.uniform(1 - cast, 1 + cast) for _ in range(3)]))
-    sigma = rng.uniform(*augment.blur_sigma) * height if rng.random() < augment.blur_prob else 0.0
+    blurred = augment.blur_prob > 0 and rng.random() < augment.blur_prob
+    sigma = rng.uniform(*augment.blur_sigma) * height if blurred else 0.0
     if augment.noise_std > 0:
         generator = torch.Generator().manual_seed(rng.randrange(2 ** 31))
         noise = torch.randn(images[0].shape, generator=generator) * rng.uniform(0, augment.noise_std)
