@@ -102,7 +102,9 @@ _C.DATASETS.DATA_PATH = "Datasets"
 # One key per folder of the layout, SYN_TRAIN_CLEAR_PATH ... REAL_GALLERY_FOGGY_PATH, generated from the
 # table in rvsl/data/layout.py: synthetic train/query/gallery in clear and hazy twins (SYN_*), real clear
 # (REAL_*_CLEAR_PATH) and real hazy (REAL_*_FOGGY_PATH) train/query/gallery. The real TRAIN folders are
-# unlabelled (names never parsed); the real query/gallery folders may be absent in stages 2/3.
+# unlabelled (names never parsed); the real query/gallery folders may be absent in stages 2/3. The optional
+# labelled real hazy dev split (REAL_DEV_QUERY_FOGGY_PATH, REAL_DEV_GALLERY_FOGGY_PATH) is read only by
+# evaluation (TEST.DATA REAL_FOGGY_DEV), never by training.
 for _key, _rel in DEFAULT_PATHS.items():
     _C.DATASETS[_key] = _rel
 del _key, _rel

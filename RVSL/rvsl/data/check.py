@@ -198,7 +198,8 @@ def _check_queries(scans: Mapping[str, FolderScan], report: Report) -> None:
         folder = layout.BY_KEY[key]
         if not folder.split.endswith("query"):
             continue
-        gallery = scans.get(layout.find(folder.domain, folder.split.replace("query", "gallery"), folder.condition).key)
+        gallery_split = folder.split.replace("query", "gallery")  # gallery, or dev_gallery
+        gallery = scans.get(layout.find(folder.domain, gallery_split, folder.condition).key)
         if gallery is None:
             continue
         cameras: Dict[int, set] = {}
