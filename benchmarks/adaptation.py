@@ -172,6 +172,16 @@ def train_phase(seed: int, phase: int, weights: Dict[str, Path], args: argparse.
     return weights
 
 
+def trained_weights(seed: int, args: argparse.Namespace) -> Dict[str, Path]:
+    """The checkpoints of one seed's variants already under OUT/seedS (``--report``)."""
+    out = args.out / f"seed{seed}"
+    folders = {"stage1": "stage1", "control": "control", "rvsl": "stage3", "rvsl_no_stage2": "stage3_no_stage2",
+               "ceiling": "ceiling", **{name: f"stage3_{name}" for name in ABLATIONS}}
+    found = {v: out / f / "checkpoint" / "best.pth" for v, f in folders.items()}
+    found.update({v: out / v / "adabn.pth" for v in ("adabn", "rvsl_adabn")})
+    return {v: found[v] for v in VARIANTS if v in args.variants and found[v].is_file()}
+
+
 def evaluate_seed(seed: int, weights: Dict[str, Path], args: argparse.Namespace) -> Dict[str, Dict[str, Dict]]:
     """Metrics of every checkpoint of one seed on every set of ``--sets`` (one process: ``--evaluate``)."""
     out = args.out / f"seed{seed}" / "eval"
@@ -373,6 +383,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--choice-study", action="store_true",
                         help="stages 2/3 validate on their labelled test sets each epoch (reads test labels)")
     parser.add_argument("--quick", action="store_true", help="1 epoch per stage: a smoke run, not a result")
+    parser.add_argument("--report", action="store_true",
+                        help="train nothing: evaluate the checkpoints already under --out and report them")
     parser.add_argument("--evaluate", type=Path, help=argparse.SUPPRESS)  # internal: one seed's evaluations
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="extra KEY VALUE config overrides for every run")
     args = parser.parse_args()
@@ -393,6 +405,11 @@ def main() -> None:
         sys.exit(f"no demo data at {args.data}: run 'make demo-data' first")
     if "dev" in args.sets and not all((args.data / f.rel).is_dir() for f in layout.eval_folders(SETS["dev"])):
         sys.exit(f"no dev split under {args.data}: regenerate it with Datasets/make_demo.py")
+    if args.report:
+        start = args.start = time.perf_counter()
+        with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+            per_seed = list(pool.map(lambda seed: evaluate_seed(seed, trained_weights(seed, args), args), args.seeds))
+        return report(args, per_seed, start)
     if args.out.exists() and any(args.out.iterdir()):
         if not (args.out / "adaptation.log").is_file():
             sys.exit(f"{args.out} is not empty and holds no earlier adaptation run: choose another --out")
@@ -412,6 +429,11 @@ def main() -> None:
             print(f"{', '.join(names)} trained after {time.perf_counter() - start:.0f} s", flush=True)
         per_seed = list(pool.map(lambda seed: evaluate_seed(seed, {v: w for v, w in weights[seed].items()
                                                                    if v in args.variants}, args), args.seeds))
+    report(args, per_seed, start)
+
+
+def report(args: argparse.Namespace, per_seed: Sequence[Dict[str, Dict[str, Dict]]], start: float) -> None:
+    """Tables, paired differences, OUT/adaptation.json and the figures from every seed's metrics."""
     minutes = (time.perf_counter() - start) / 60
     tables = {name: collect({seed: m[name] for seed, m in zip(args.seeds, per_seed)}) for name in args.sets}
     chance = {name: chance_map(args.data, SETS[name]) for name in args.sets}
