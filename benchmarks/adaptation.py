@@ -1,27 +1,38 @@
 """Does label-free adaptation help? RVSL stages 1 -> 2 -> 3 against honest baselines, on the demo data.
 
-Every model below is trained through the project's own command line and evaluated on the REAL_FOGGY
-test set (hazy, clear and fused branches: mAP and rank-1). Every checkpoint is the label-free choice
-of SOLVER.BEST_METRIC (the default; no real label is read to choose or chain it):
+Every model below is trained through the project's own command line; each seed's variants start from
+that seed's one stage-1 checkpoint, and every checkpoint is the label-free choice of SOLVER.BEST_METRIC
+(the default, ``last``; no real label is read to choose or chain it):
 
-* ``stage1``    stage 1 alone (synthetic pairs with labels);
-* ``control``   stage 1 continued for as many epochs as stages 2 and 3 add (is it just more training?);
-* ``adabn``     stage 1 + AdaBN: the hazy branch's BatchNorm statistics re-estimated on the unlabelled
-                real hazy training images (no label, no gradient);
-* ``rvsl``      stage 1 -> 2 -> 3, the method;
-* ``ceiling``   stage 1 continued with the real hazy TRAINING labels (supervised on real hazy images:
-                the demo data has those labels; a real user does not). An upper reference, not a method.
+* ``stage1``          stage 1 alone (synthetic pairs with labels);
+* ``control``         stage 1 continued for as many epochs as stages 2 and 3 add (is it just more training?);
+* ``adabn``           stage 1 + AdaBN: the hazy branch's BatchNorm statistics re-estimated on the unlabelled
+                      real hazy training images (no label, no gradient);
+* ``rvsl``            stage 1 -> 2 -> 3, the method;
+* ``rvsl_no_stage2``  stage 1 -> 3;
+* ``rvsl_adabn``      the method, then AdaBN;
+* ``no_ec`` ``no_prior`` ``no_cycle`` ``no_adv``: the method with one stage-3 real-branch term off
+                      (LOSS.REAL_EC, LOSS.REAL_PRIOR, LOSS.REAL_CYCLE, LOSS.REAL_ADV at 0);
+* ``ceiling``         stage 1 continued with the real hazy TRAINING labels (supervised on real hazy images:
+                      the demo data has those labels; a real user does not). An upper reference, not a method.
 
-Stages 2 and 3 validate every epoch, so each run's ``history.json`` also holds, per epoch, every
-label-free checkpoint-choice candidate (the synthetic validation split, the real-image proxies) beside
-the stage's labelled test mAP (REAL_CLEAR clear branch in stage 2, REAL_FOGGY hazy branch in stage 3)
-that none of them may read; the script reports how well each candidate tracks it (Spearman correlation over epochs, and the test mAP lost by choosing with it instead of the best epoch).
+The dev/test protocol: the hazy evaluation sets are REAL_FOGGY_DEV (the labelled dev split: identities in
+neither the real training nor the test folders), on which settings are chosen, and REAL_FOGGY (the test
+split), read only to report. ``--sets dev`` never opens the test folders; no training run opens them either
+(their paths are pointed elsewhere for training, so stage 3 does not validate on them) and no training run
+reads the dev folders. The tables give, per variant, hazy/clear/fused mAP and rank-1 (mean +- sd over seeds)
+and the paired difference of rvsl minus every other variant (hazy mAP, mean and 95 % t-interval over seeds).
 
-    python benchmarks/adaptation.py                       # 3 seeds, about 21 min on 2 CPU cores
-    python benchmarks/adaptation.py --seeds 0 --quick     # a smoke run
+    python benchmarks/adaptation.py                        # 5 seeds, dev and test (see the README for the time)
+    python benchmarks/adaptation.py --sets dev --seeds 0   # a dev probe: the test split is not read
+    python benchmarks/adaptation.py --seeds 0 --quick      # a smoke run
 
-Results: OUT/adaptation.json, a table on stdout, a bar chart (``--figure``, default Fig/adaptation.png) and
-the first seed's stage-3 dehazed images beside it (Fig/adaptation_dehazed.png).
+Results: OUT/adaptation.json (``results[variant][branch]``: per-seed values in [0, 1] on the test split,
+``dev`` the same on the dev split), tables on stdout, a bar chart (``--figure``, default Fig/adaptation.png)
+and the first seed's stage-3 dehazed images beside it (Fig/adaptation_dehazed.png). ``--choice-study`` lets
+stages 2 and 3 validate on their labelled test sets every epoch (reported only) and prints how each
+label-free checkpoint-choice candidate tracks them: it reads the test labels during training, so it is off
+by default.
 """
 
 import argparse
@@ -32,32 +43,44 @@ import statistics
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
+from rvsl.data import layout
 from rvsl.engine.hooks import metric_value
 
 ROOT = Path(__file__).resolve().parents[1]
-VARIANTS = ("stage1", "control", "adabn", "rvsl", "ceiling")
+VARIANTS = ("stage1", "control", "adabn", "rvsl", "rvsl_no_stage2", "rvsl_adabn", "no_ec", "no_prior",
+            "no_cycle", "no_adv", "ceiling")
+# One stage-3 real-branch term off per ablation.
+ABLATIONS = {"no_ec": "LOSS.REAL_EC", "no_prior": "LOSS.REAL_PRIOR", "no_cycle": "LOSS.REAL_CYCLE",
+             "no_adv": "LOSS.REAL_ADV"}
+# Training order over all seeds: phase by phase (what a --deadline cuts comes last).
+PHASES = (("stage1", "adabn", "control", "rvsl", "rvsl_adabn"), ("rvsl_no_stage2", "ceiling"), tuple(ABLATIONS))
 BRANCHES = ("hazy", "clear", "fusion")
+SETS = {"dev": "REAL_FOGGY_DEV", "test": "REAL_FOGGY"}
+# Training runs see the real hazy test folders under names that do not exist: they never open them.
+HIDE_TEST = [item for f in layout.eval_folders("REAL_FOGGY")
+             for item in (f"DATASETS.{f.key}", f"not_read_in_training/{f.rel}")]
+# Two-sided 95 % quantiles of Student's t by degrees of freedom (the paired intervals over seeds).
+T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
 CANDIDATES = ("syn_val/hazy/mAP", "syn_val/fusion/mAP", "real_proxy/cycle_psnr", "real_proxy/agreement",
               "real_proxy/knn_overlap", "last")
-# What each stage's candidates are read against: its own labelled test set (stage 2: REAL_CLEAR, read by
-# the clear branch; stage 3: REAL_FOGGY, read by the hazy branch), which none of them reads.
+# What each stage's candidates are read against with --choice-study: its own labelled test set (stage 2:
+# REAL_CLEAR, read by the clear branch; stage 3: REAL_FOGGY, read by the hazy branch), which none of them reads.
 TARGETS = {"stage2": "test_labels/clear/mAP", "stage3": "test_labels/hazy/mAP"}
-# The setting measured in the README: configs/demo.yml at 32 x 32, so three seeds fit in 30 min on 2 cores,
-# with the demo's model and milestone as they were then (before the demo was made leaner for speed).
-SIZE_OPTS = ["INPUT.SIZE_TRAIN", "[32, 32]", "INPUT.SIZE_TEST", "[32, 32]", "MODEL.LAST_STRIDE", "1",
-             "MODEL.GEN_CHANNELS", "64", "MODEL.DISC_CHANNELS", "64", "SOLVER.STEPS", "[3]"]
 
 
-def run(args: Sequence[str], log: Path) -> None:
-    """Run ``python ARGS`` from the repository root; its output goes to ``log``; stop on failure."""
+def run(args: Sequence[str], log: Path, threads: Optional[int] = None) -> None:
+    """Run ``python ARGS`` from the repository root (``threads`` CPU threads); output to ``log``; stop on failure."""
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    if threads:
+        env["OMP_NUM_THREADS"] = str(threads)
     with open(log, "a", encoding="utf-8") as handle:
         handle.write(f"\n$ {' '.join(args)}\n")
         handle.flush()
-        done = subprocess.run([sys.executable, *args], cwd=ROOT, stdout=handle, stderr=subprocess.STDOUT,
-                              env=dict(os.environ, PYTHONUNBUFFERED="1"))
+        done = subprocess.run([sys.executable, *args], cwd=ROOT, stdout=handle, stderr=subprocess.STDOUT, env=env)
     if done.returncode != 0:
         sys.exit(f"failed ({done.returncode}): {' '.join(args)}; see {log}")
 
@@ -79,38 +102,111 @@ def ceiling_data(data: Path, out: Path) -> Path:
     return root
 
 
-def train_seed(seed: int, args: argparse.Namespace, log: Path) -> Dict[str, Path]:
-    """Train every variant of one seed; returns the checkpoint of each."""
+def seed_runner(seed: int, args: argparse.Namespace):
+    """``(out, stage)``: the seed's folder and a function training stage N of it into OUT/seedS/NAME."""
     out = args.out / f"seed{seed}"
+    out.mkdir(parents=True, exist_ok=True)
+    hide = [] if args.choice_study else HIDE_TEST
+    train = ["-c", args.config, "DATASETS.DATA_PATH", str(args.data), "MODE.SEED", str(seed), *args.opts, *hide]
+    validate = ["SOLVER.EVAL_PERIOD", "1"] if args.choice_study else []  # else after the last epoch only
+
+    def stage(n: int, name: str, pretrain: Optional[Path], epochs: int, *opts: str, script: str = "") -> Path:
+        """Train stage ``n`` (or run ``script`` on TEST.WEIGHT ``pretrain``) into OUT/seedS/NAME; its weights."""
+        if script:
+            run([script, *train, "TEST.WEIGHT", str(pretrain), "OUTPUT_DIR", str(out / name)], out / "runs.log",
+                args.threads)
+            return out / name / "adabn.pth"
+        init = ["MODEL.PRETRAIN_PATH", str(pretrain)] if pretrain else []
+        run([f"RVSL/stage{n}_trainer.py", *train, "OUTPUT_DIR", str(out / name), *init, "SOLVER.MAX_EPOCHS",
+             str(epochs), *(validate if n > 1 else []), *opts], out / "runs.log", args.threads)
+        return out / name / "checkpoint" / "best.pth"
+    return out, stage
+
+
+def train_phase(seed: int, phase: int, weights: Dict[str, Path], args: argparse.Namespace) -> Dict[str, Path]:
+    """Train one seed's variants of ``phase`` (see PHASES) from its one stage-1 checkpoint into ``weights``.
+
+    No run starts after ``--deadline`` minutes: it is skipped and said, with the runs that need it."""
+    out, stage = seed_runner(seed, args)
     e1, e2, e3 = args.epochs
-    common = ["-c", args.config, "DATASETS.DATA_PATH", str(args.data), "MODE.SEED", str(seed), *args.opts]
-    stage = {n: out / f"stage{n}" for n in (1, 2, 3)}
-    run(["RVSL/stage1_trainer.py", *common, "OUTPUT_DIR", str(stage[1]), "SOLVER.MAX_EPOCHS", str(e1)], log)
-    best1 = stage[1] / "checkpoint" / "best.pth"
-    run(["RVSL/stage2_trainer.py", *common, "OUTPUT_DIR", str(stage[2]), "MODEL.PRETRAIN_PATH", str(best1),
-         "SOLVER.MAX_EPOCHS", str(e2), "SOLVER.EVAL_PERIOD", "1"], log)
-    run(["RVSL/stage3_trainer.py", *common, "OUTPUT_DIR", str(stage[3]),
-         "MODEL.PRETRAIN_PATH", str(stage[2] / "checkpoint" / "best.pth"), "SOLVER.MAX_EPOCHS", str(e3),
-         "SOLVER.EVAL_PERIOD", "1"], log)
-    control = out / "control"
-    shutil.copytree(stage[1], control)
-    run(["RVSL/stage1_trainer.py", "--resume", *common, "OUTPUT_DIR", str(control),
-         "SOLVER.MAX_EPOCHS", str(e1 + e2 + e3)], log)
-    run(["RVSL/adabn.py", *common, "TEST.WEIGHT", str(best1), "OUTPUT_DIR", str(out / "adabn")], log)
-    ceiling = out / "ceiling"
-    run(["RVSL/stage1_trainer.py", *common, "DATASETS.DATA_PATH", str(ceiling_data(args.data, args.out)),
-         "OUTPUT_DIR", str(ceiling), "MODEL.PRETRAIN_PATH", str(best1), "SOLVER.MAX_EPOCHS", str(e2 + e3)], log)
-    return {"stage1": best1, "control": control / "checkpoint" / "best.pth",
-            "adabn": out / "adabn" / "adabn.pth", "rvsl": stage[3] / "checkpoint" / "best.pth",
-            "ceiling": ceiling / "checkpoint" / "best.pth"}
+    wanted = set(args.variants)
+    if phase == 2 and seed not in args.seeds[:args.ablation_seeds]:
+        return weights
+
+    def due(name: str, *needs: str) -> bool:
+        """Whether ``name`` may start now: its inputs are there and the deadline has not passed."""
+        if any(n not in weights for n in needs):
+            return False
+        if args.deadline and (time.perf_counter() - args.start) / 60 > args.deadline:
+            print(f"seed {seed}: {name} skipped (--deadline {args.deadline} min passed)", flush=True)
+            return False
+        return True
+
+    if phase == 0:  # the cheap baselines before the method, so that a deadline cuts the method's extras
+        if due("stage1"):
+            weights["stage1"] = stage(1, "stage1", None, e1)
+        if "adabn" in wanted and due("adabn", "stage1"):
+            weights["adabn"] = stage(0, "adabn", weights["stage1"], 0, script="RVSL/adabn.py")
+        if "control" in wanted and due("control", "stage1"):
+            shutil.copytree(out / "stage1", out / "control")
+            run(["RVSL/stage1_trainer.py", "--resume", "-c", args.config, "DATASETS.DATA_PATH", str(args.data),
+                 "MODE.SEED", str(seed), *args.opts, "OUTPUT_DIR", str(out / "control"), "SOLVER.MAX_EPOCHS",
+                 str(e1 + e2 + e3)], out / "runs.log", args.threads)
+            weights["control"] = out / "control" / "checkpoint" / "best.pth"
+        if wanted & {"rvsl", "rvsl_adabn", *ABLATIONS} and due("stage2", "stage1"):
+            weights["stage2"] = stage(2, "stage2", weights["stage1"], e2)
+        if wanted & {"rvsl", "rvsl_adabn"} and due("rvsl", "stage2"):
+            weights["rvsl"] = stage(3, "stage3", weights["stage2"], e3)
+        if "rvsl_adabn" in wanted and due("rvsl_adabn", "rvsl"):
+            weights["rvsl_adabn"] = stage(0, "rvsl_adabn", weights["rvsl"], 0, script="RVSL/adabn.py")
+    elif phase == 1:
+        if "rvsl_no_stage2" in wanted and due("rvsl_no_stage2", "stage1"):
+            weights["rvsl_no_stage2"] = stage(3, "stage3_no_stage2", weights["stage1"], e3)
+        if "ceiling" in wanted and due("ceiling", "stage1"):
+            weights["ceiling"] = stage(1, "ceiling", weights["stage1"], e2 + e3, "DATASETS.DATA_PATH",
+                                       str(args.out / "ceiling_data"))
+    else:
+        for name, key in ABLATIONS.items():
+            if name in wanted and due(name, "stage2"):
+                weights[name] = stage(3, f"stage3_{name}", weights["stage2"], e3, key, "0.0")
+    return weights
 
 
-def evaluate(weight: Path, out: Path, args: argparse.Namespace, log: Path, pictures: bool = False) -> Dict:
-    """REAL_FOGGY metrics of one checkpoint (inference.py's metrics.json); ``pictures`` also writes out/vis/."""
-    vis = ["TEST.VIS", "True", "TEST.VIS_NUM", "8"] if pictures else []
-    run(["RVSL/inference.py", "-t", "-c", args.config, "DATASETS.DATA_PATH", str(args.data), "TEST.DATA",
-         "REAL_FOGGY", "TEST.WEIGHT", str(weight), "OUTPUT_DIR", str(out), *args.opts, *vis], log)
-    return json.loads((out / "metrics.json").read_text())
+def trained_weights(seed: int, args: argparse.Namespace) -> Dict[str, Path]:
+    """The checkpoints of one seed's variants already under OUT/seedS (``--report``)."""
+    out = args.out / f"seed{seed}"
+    folders = {"stage1": "stage1", "control": "control", "rvsl": "stage3", "rvsl_no_stage2": "stage3_no_stage2",
+               "ceiling": "ceiling", **{name: f"stage3_{name}" for name in ABLATIONS}}
+    found = {v: out / f / "checkpoint" / "best.pth" for v, f in folders.items()}
+    found.update({v: out / v / "adabn.pth" for v in ("adabn", "rvsl_adabn")})
+    return {v: found[v] for v in VARIANTS if v in args.variants and found[v].is_file()}
+
+
+def evaluate_seed(seed: int, weights: Dict[str, Path], args: argparse.Namespace) -> Dict[str, Dict[str, Dict]]:
+    """Metrics of every checkpoint of one seed on every set of ``--sets`` (one process: ``--evaluate``)."""
+    out = args.out / f"seed{seed}" / "eval"
+    jobs = []
+    for name in args.sets:
+        for variant, weight in weights.items():
+            vis = (["TEST.VIS", "True", "TEST.VIS_NUM", "8"]
+                   if variant == "rvsl" and seed == args.seeds[0] and name == args.sets[-1] else [])
+            jobs.append(["-t", "-c", args.config, "DATASETS.DATA_PATH", str(args.data), "TEST.DATA", SETS[name],
+                         "TEST.WEIGHT", str(weight), "OUTPUT_DIR", str(out / name / variant), *args.opts, *vis])
+    (out).mkdir(parents=True, exist_ok=True)
+    (out / "jobs.json").write_text(json.dumps(jobs))
+    run([str(Path(__file__).relative_to(ROOT)), "--evaluate", str(out / "jobs.json")], out / "eval.log", args.threads)
+    return {name: {v: json.loads((out / name / v / "metrics.json").read_text()) for v in weights}
+            for name in args.sets}
+
+
+def evaluate_jobs(path: Path) -> None:
+    """Run inference.py's evaluation for each command line of the JSON list at ``path``, in this process."""
+    from rvsl.engine import launch
+    from rvsl.engine.inference import add_test_flag, run_inference
+
+    for argv in json.loads(path.read_text()):
+        if launch(run_inference, "evaluation", argv=argv, add_arguments=add_test_flag) != 0:
+            sys.exit(f"evaluation failed: {' '.join(argv)}")
 
 
 def dehazed_figure(triplets: Path, path: Path, scale: int = 4) -> None:
@@ -171,14 +267,13 @@ def choice_study(histories: Sequence[Path], target_name: str) -> Dict[str, Dict[
             for c, s in study.items()}
 
 
-def chance_map(data: Path, draws: int = 500) -> Tuple[float, float]:
-    """mAP of random rankings of the REAL_FOGGY test set (mean and sd over draws): the floor of the table."""
+def chance_map(data: Path, test_set: str, draws: int = 500) -> Tuple[float, float]:
+    """mAP of random rankings of ``test_set`` (mean and sd over draws): the floor of its table."""
     import numpy as np
-    from rvsl.data import layout
     from rvsl.data.fvrid import scan_labelled
     from rvsl.evaluation import evaluate_rank
 
-    query, gallery = (scan_labelled(str(data / f.rel)) for f in layout.eval_folders(layout.REAL_HAZY))
+    query, gallery = (scan_labelled(str(data / f.rel)) for f in layout.eval_folders(test_set))
     ids = [np.array([(r.pid, r.camid) for r in part]) for part in (query, gallery)]
     rng = np.random.default_rng(0)
     maps = [evaluate_rank(rng.random((len(query), len(gallery)), dtype=np.float32), ids[0][:, 0], ids[1][:, 0],
@@ -188,96 +283,186 @@ def chance_map(data: Path, draws: int = 500) -> Tuple[float, float]:
 
 def mean_sd(values: Sequence[float]) -> str:
     """``mean +- sd`` in percent."""
+    if not values:
+        return "-"
     if len(values) == 1:
         return f"{100 * values[0]:6.2f}"
     return f"{100 * statistics.fmean(values):6.2f} +- {100 * statistics.stdev(values):4.2f}"
 
 
-def bar_chart(results: Dict[str, Dict[str, List[float]]], chance: float, path: Path, title: str) -> None:
-    """Mean REAL_FOGGY mAP per variant and branch, the seeds' standard deviation as error bars, chance as a line."""
+def paired(a: Sequence[float], b: Sequence[float]) -> Optional[Tuple[float, float, float]]:
+    """Mean of the paired differences ``a - b`` (percent points) and its 95 % t-interval; None under 2 pairs."""
+    diffs = [100 * (x - y) for x, y in zip(a, b)]
+    if len(diffs) < 2:
+        return None
+    mean = statistics.fmean(diffs)
+    half = T95.get(len(diffs) - 1, 1.96) * statistics.stdev(diffs) / len(diffs) ** 0.5
+    return mean, mean - half, mean + half
+
+
+def collect(metrics: Dict[int, Dict[str, Dict]]) -> Dict[str, Dict[str, List]]:
+    """Per variant: ``seeds`` and, per ``branch`` / ``branch_rank1``, the per-seed values (in [0, 1]) of one set."""
+    results: Dict[str, Dict[str, List]] = {}
+    for seed, seed_metrics in metrics.items():
+        for variant, m in seed_metrics.items():
+            empty = {f"{b}{k}": [] for b in BRANCHES for k in ("", "_rank1")}
+            row = results.setdefault(variant, {"seeds": [], **empty})
+            row["seeds"].append(seed)
+            for branch in BRANCHES:
+                row[branch].append(m[branch]["mAP"])
+                row[f"{branch}_rank1"].append(m[branch]["rank1"])
+    return {v: results[v] for v in VARIANTS if v in results}
+
+
+def print_table(name: str, results: Dict[str, Dict[str, List[float]]], chance: Tuple[float, float]) -> Dict:
+    """The table of one evaluation set and the paired differences rvsl minus each variant; returns those."""
+    print(f"\n{SETS[name]} ({name} split); random ranking: mAP {100 * chance[0]:.2f} +- {100 * chance[1]:.2f}")
+    print(f"{'variant':<15} {'seeds':>5} " + " ".join(f"{b + ' mAP':>15} {b + ' R-1':>15}" for b in BRANCHES))
+    for variant, row in results.items():
+        print(f"{variant:<15} {len(row['seeds']):>5} "
+              + " ".join(f"{mean_sd(row[b]):>15} {mean_sd(row[b + '_rank1']):>15}" for b in BRANCHES))
+    diffs = {}
+    if "rvsl" in results:
+        print(f"paired difference, hazy mAP points: rvsl minus ... (mean [95 % t-interval over seeds])")
+        method = dict(zip(results["rvsl"]["seeds"], results["rvsl"]["hazy"]))
+        for variant, row in results.items():
+            pairs = [(method[s], v) for s, v in zip(row["seeds"], row["hazy"]) if s in method]
+            d = paired(*zip(*pairs)) if variant != "rvsl" and pairs else None
+            if d is not None:
+                diffs[variant] = {"mean": d[0], "low": d[1], "high": d[2], "seeds": len(pairs)}
+                print(f"  {variant:<15} {d[0]:+6.2f} [{d[1]:+6.2f}, {d[2]:+6.2f}]  ({len(pairs)} seeds)")
+    return diffs
+
+
+def bar_chart(tables: Dict[str, Dict[str, Dict[str, List[float]]]], chance: Dict[str, Tuple[float, float]],
+              path: Path, title: str) -> None:
+    """Hazy-branch mAP per variant on each evaluation set: seed means, sd error bars, chance as dashed lines."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(8, 4))
-    width = 0.8 / len(BRANCHES)
-    for b, branch in enumerate(BRANCHES):
-        means = [100 * statistics.fmean(results[v][branch]) for v in VARIANTS]
-        sds = [100 * statistics.stdev(results[v][branch]) if len(results[v][branch]) > 1 else 0 for v in VARIANTS]
-        ax.bar([i + (b - 1) * width for i in range(len(VARIANTS))], means, width, yerr=sds, capsize=3, label=branch)
-    ax.axhline(100 * chance, color="grey", linestyle="--", linewidth=1, label="random ranking")
-    ax.set_xticks(range(len(VARIANTS)), VARIANTS)
-    ax.set_ylabel("REAL_FOGGY mAP (%)")
+    variants = [v for v in VARIANTS if any(v in t for t in tables.values())]
+    fig, ax = plt.subplots(figsize=(10, 4))
+    width = 0.8 / len(tables)
+    for k, (name, results) in enumerate(tables.items()):
+        xs = [i + (k - (len(tables) - 1) / 2) * width for i, v in enumerate(variants) if v in results]
+        rows = [results[v]["hazy"] for v in variants if v in results]
+        ax.bar(xs, [100 * statistics.fmean(r) for r in rows], width, capsize=3, label=f"{SETS[name]} ({name})",
+               yerr=[100 * statistics.stdev(r) if len(r) > 1 else 0 for r in rows])
+        ax.axhline(100 * chance[name][0], color=f"C{k}", linestyle="--", linewidth=1,
+                   label=f"random ranking ({name})")
+    ax.set_xticks(range(len(variants)), variants, rotation=30, ha="right")
+    ax.set_ylabel("hazy-branch mAP (%)")
     ax.set_title(title, fontsize=9)
-    ax.legend()
+    ax.legend(fontsize=8)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
     plt.close(fig)
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
+    """Command-line options."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--epochs", type=int, nargs=3, default=[16, 2, 6], metavar=("E1", "E2", "E3"),
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    parser.add_argument("--epochs", type=int, nargs=3, default=[20, 2, 4], metavar=("E1", "E2", "E3"),
                         help="epochs of stage 1, 2 and 3 (the control and the ceiling get E2 + E3 more)")
     parser.add_argument("--data", type=Path, default=ROOT / "Datasets" / "demo")
-    parser.add_argument("--config", default="configs/demo.yml")
+    parser.add_argument("--config", default="configs/adaptation.yml")
     parser.add_argument("--out", type=Path, default=ROOT / "output" / "adaptation")
     parser.add_argument("--figure", type=Path, default=ROOT / "Fig" / "adaptation.png")
+    parser.add_argument("--sets", nargs="+", choices=tuple(SETS), default=["dev", "test"],
+                        help="evaluation sets (dev: REAL_FOGGY_DEV, for choices; test: REAL_FOGGY, to report)")
+    parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS))
+    parser.add_argument("--ablation-seeds", type=int, default=None, metavar="N",
+                        help="run the four ablations for the first N seeds only (default: all)")
+    parser.add_argument("--deadline", type=float, default=0, metavar="MIN",
+                        help="start no training run after MIN minutes (default 0: no limit); the skipped are said")
+    parser.add_argument("--jobs", type=int, default=3, help="seeds trained at once (default %(default)s)")
+    parser.add_argument("--threads", type=int, default=1, help="CPU threads per run (default %(default)s)")
+    parser.add_argument("--choice-study", action="store_true",
+                        help="stages 2/3 validate on their labelled test sets each epoch (reads test labels)")
     parser.add_argument("--quick", action="store_true", help="1 epoch per stage: a smoke run, not a result")
-    parser.add_argument("opts", nargs=argparse.REMAINDER,
-                        help=f"extra KEY VALUE config overrides for every run, after {' '.join(SIZE_OPTS)}")
+    parser.add_argument("--report", action="store_true",
+                        help="train nothing: evaluate the checkpoints already under --out and report them")
+    parser.add_argument("--evaluate", type=Path, help=argparse.SUPPRESS)  # internal: one seed's evaluations
+    parser.add_argument("opts", nargs=argparse.REMAINDER, help="extra KEY VALUE config overrides for every run")
     args = parser.parse_args()
-    args.opts = SIZE_OPTS + args.opts
     if args.quick:
         args.epochs = [1, 1, 1]
+    if args.ablation_seeds is None:
+        args.ablation_seeds = len(args.seeds)
+    args.sets = [name for name in SETS if name in args.sets]  # dev first: the test split is read last
+    return args
+
+
+def main() -> None:
+    args = parse_args()
+    if args.evaluate:
+        evaluate_jobs(args.evaluate)
+        return
     if not (args.data / "FVRID_real").is_dir():
         sys.exit(f"no demo data at {args.data}: run 'make demo-data' first")
+    if "dev" in args.sets and not all((args.data / f.rel).is_dir() for f in layout.eval_folders(SETS["dev"])):
+        sys.exit(f"no dev split under {args.data}: regenerate it with Datasets/make_demo.py")
+    if args.report:
+        start = args.start = time.perf_counter()
+        with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+            per_seed = list(pool.map(lambda seed: evaluate_seed(seed, trained_weights(seed, args), args), args.seeds))
+        return report(args, per_seed, start)
     if args.out.exists() and any(args.out.iterdir()):
-        if not (args.out / "runs.log").is_file():
-            sys.exit(f"{args.out} is not empty and holds no earlier adaptation run (runs.log): choose another --out")
+        if not (args.out / "adaptation.log").is_file():
+            sys.exit(f"{args.out} is not empty and holds no earlier adaptation run: choose another --out")
         shutil.rmtree(args.out)
     args.out.mkdir(parents=True)
-    log = args.out / "runs.log"
-    start = time.perf_counter()
-    results = {v: {f"{b}{m}": [] for b in BRANCHES for m in ("", "_rank1")} for v in VARIANTS}
-    for seed in args.seeds:
-        weights = train_seed(seed, args, log)
-        for variant, weight in weights.items():
-            pictures = variant == "rvsl" and seed == args.seeds[0]
-            metrics = evaluate(weight, args.out / f"seed{seed}" / "eval" / variant, args, log, pictures)
-            for branch in BRANCHES:
-                results[variant][branch].append(metrics[branch]["mAP"])
-                results[variant][f"{branch}_rank1"].append(metrics[branch]["rank1"])
-        print(f"seed {seed} done after {time.perf_counter() - start:.0f} s", flush=True)
-    minutes = (time.perf_counter() - start) / 60
-    study = {stage: choice_study([args.out / f"seed{s}" / stage / "history.json" for s in args.seeds], target)
-             for stage, target in TARGETS.items()}
+    (args.out / "adaptation.log").write_text(" ".join(sys.argv) + "\n")
+    start = args.start = time.perf_counter()
 
-    chance = chance_map(args.data)
-    print(f"\nREAL_FOGGY test set, {len(args.seeds)} seed(s) {args.seeds}, epochs {args.epochs}, "
-          f"{args.config} {' '.join(args.opts)}; {minutes:.1f} min; random ranking: mAP "
-          f"{100 * chance[0]:.2f} +- {100 * chance[1]:.2f}")
-    print(f"{'variant':<9} " + " ".join(f"{b + ' mAP':>17} {b + ' R-1':>17}" for b in BRANCHES))
-    for variant in VARIANTS:
-        print(f"{variant:<9} " + " ".join(f"{mean_sd(results[variant][b]):>17} "
-                                          f"{mean_sd(results[variant][b + '_rank1']):>17}" for b in BRANCHES))
-    for stage, table in study.items():
-        print(f"\ncheckpoint choice in {stage}: how each label-free candidate tracks {TARGETS[stage]} over epochs")
-        print(f"{'candidate':<24} {'Spearman':>9} {'regret (mAP points)':>20} {'runs':>5}")
-        for candidate, row in table.items():
-            print(f"{candidate:<24} {row['spearman']:9.2f} {row['regret']:20.2f} {row['runs']:5d}")
-    (args.out / "adaptation.json").write_text(json.dumps(
-        {"seeds": args.seeds, "epochs": args.epochs, "minutes": minutes, "results": results, "choice": study,
-         "chance_map": chance},
-        indent=2) + "\n")
-    bar_chart(results, chance[0], args.figure, f"demo data, {len(args.seeds)} seeds, epochs {args.epochs}, "
-                                    "label-free checkpoint choice")
-    dehazed = args.figure.with_name(args.figure.stem + "_dehazed.png")
-    dehazed_figure(args.out / f"seed{args.seeds[0]}" / "eval" / "rvsl" / "vis" / "triplets.png", dehazed)
-    print(f"\nwrote {args.out / 'adaptation.json'}, {args.figure} and {dehazed} (REAL_FOGGY query images: "
-          "input / dehazed / re-hazed by the method's stage-3 model, first seed)")
+    if "ceiling" in args.variants:
+        ceiling_data(args.data, args.out)
+    # phase by phase over all seeds (every seed's main variants first, the ablations last), so that what
+    # --deadline cuts is the least important; then each seed's evaluation
+    weights: Dict[int, Dict[str, Path]] = {seed: {} for seed in args.seeds}
+    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+        for phase, names in enumerate(PHASES):
+            list(pool.map(lambda seed: train_phase(seed, phase, weights[seed], args), args.seeds))
+            print(f"{', '.join(names)} trained after {time.perf_counter() - start:.0f} s", flush=True)
+        per_seed = list(pool.map(lambda seed: evaluate_seed(seed, {v: w for v, w in weights[seed].items()
+                                                                   if v in args.variants}, args), args.seeds))
+    report(args, per_seed, start)
+
+
+def report(args: argparse.Namespace, per_seed: Sequence[Dict[str, Dict[str, Dict]]], start: float) -> None:
+    """Tables, paired differences, OUT/adaptation.json and the figures from every seed's metrics."""
+    minutes = (time.perf_counter() - start) / 60
+    tables = {name: collect({seed: m[name] for seed, m in zip(args.seeds, per_seed)}) for name in args.sets}
+    chance = {name: chance_map(args.data, SETS[name]) for name in args.sets}
+    print(f"\n{len(args.seeds)} seed(s) {args.seeds}, epochs {args.epochs}, {args.config} {' '.join(args.opts)}; "
+          f"{minutes:.1f} min with {args.jobs} seeds at once, {args.threads} thread(s) each")
+    diffs = {name: print_table(name, tables[name], chance[name]) for name in args.sets}
+    summary = {"seeds": args.seeds, "epochs": args.epochs, "config": args.config, "opts": args.opts,
+               "minutes": minutes, "sets": {n: SETS[n] for n in args.sets}, "chance_map": chance,
+               "paired_rvsl_minus": diffs, **({"results": tables["test"]} if "test" in tables else {}),
+               **({"dev": tables["dev"]} if "dev" in tables else {})}
+    if args.choice_study:
+        summary["choice"] = {stage: choice_study([args.out / f"seed{s}" / stage / "history.json" for s in args.seeds],
+                                                 target) for stage, target in TARGETS.items()}
+        for stage, table in summary["choice"].items():
+            print(f"\ncheckpoint choice in {stage}: how each label-free candidate tracks {TARGETS[stage]} over epochs")
+            print(f"{'candidate':<24} {'Spearman':>9} {'regret (mAP points)':>20} {'runs':>5}")
+            for candidate, row in table.items():
+                print(f"{candidate:<24} {row['spearman']:9.2f} {row['regret']:20.2f} {row['runs']:5d}")
+    (args.out / "adaptation.json").write_text(json.dumps(summary, indent=2) + "\n")
+    bar_chart(tables, chance, args.figure, f"demo data, {len(args.seeds)} seeds, epochs {args.epochs}, "
+                                          f"{args.config}, label-free checkpoint choice")
+    written = [str(args.out / "adaptation.json"), str(args.figure)]
+    triplets = args.out / f"seed{args.seeds[0]}" / "eval" / args.sets[-1] / "rvsl" / "vis" / "triplets.png"
+    if triplets.is_file():
+        dehazed = args.figure.with_name(args.figure.stem + "_dehazed.png")
+        dehazed_figure(triplets, dehazed)
+        written.append(f"{dehazed} ({SETS[args.sets[-1]]} query images: input / dehazed / re-hazed by the "
+                       "method's stage-3 model, first seed)")
+    print(f"\nwrote {', '.join(written)}")
 
 
 if __name__ == "__main__":

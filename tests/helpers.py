@@ -21,6 +21,9 @@ EXPECTED_FOLDERS = {
     "REAL_GALLERY_CLEAR_PATH": "FVRID_clear/gallery_clear", "REAL_TRAIN_FOGGY_PATH": "FVRID_real/train_foggy",
     "REAL_QUERY_FOGGY_PATH": "FVRID_real/query_foggy", "REAL_GALLERY_FOGGY_PATH": "FVRID_real/gallery_foggy",
 }
+# The optional labelled real-hazy dev split (query, gallery).
+EXPECTED_DEV_FOLDERS = {"REAL_DEV_QUERY_FOGGY_PATH": "FVRID_real/dev_query_foggy",
+                        "REAL_DEV_GALLERY_FOGGY_PATH": "FVRID_real/dev_gallery_foggy"}
 
 
 def write_image(path: Path, seed: int, size: int = 32) -> None:

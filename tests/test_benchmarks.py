@@ -48,3 +48,26 @@ def test_train_speed_profile_writes_a_trace_and_the_parts(tmp_path):
                                                              "D update: passes and loss", "backward (model)"))
     assert sum(p["share"] for p in parts.values()) == pytest.approx(1.0, abs=0.02)
     assert "| STAGE1 part | ms / iteration | share |" in run.stdout and "Self CPU time total" in run.stdout
+
+
+def test_adaptation_paired_intervals_match_seeds():
+    """Paired differences pair the same seeds (a variant missing a seed is paired on the others), t-interval 95 %."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import adaptation
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    metrics = lambda v: {b: {"mAP": v, "rank1": v / 2} for b in adaptation.BRANCHES}  # noqa: E731
+    per_seed = {0: {"stage1": metrics(0.10), "rvsl": metrics(0.15)},
+                1: {"stage1": metrics(0.12), "rvsl": metrics(0.19), "control": metrics(0.30)},
+                2: {"stage1": metrics(0.11), "rvsl": metrics(0.17), "control": metrics(0.20)}}
+    table = adaptation.collect(per_seed)
+    assert list(table) == ["stage1", "control", "rvsl"]                      # the order of VARIANTS
+    assert table["control"]["seeds"] == [1, 2] and table["rvsl"]["hazy"] == [0.15, 0.19, 0.17]
+    assert table["stage1"]["hazy_rank1"] == [0.05, 0.06, 0.055]
+    mean, low, high = adaptation.paired(table["rvsl"]["hazy"], table["stage1"]["hazy"])
+    assert abs(mean - 6.0) < 1e-9                                            # 5, 7, 6 points
+    assert abs((high - low) / 2 - 4.303 * 1.0 / 3 ** 0.5) < 1e-9             # t(0.975, 2) * sd / sqrt(n)
+    diffs = adaptation.print_table("test", table, (0.088, 0.016))
+    assert diffs["control"]["seeds"] == 2 and abs(diffs["control"]["mean"] - (-7.0)) < 1e-9  # -11, -3 points
+    assert adaptation.paired([0.2], [0.1]) is None

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import ROOT, run_cli
+from helpers import EXPECTED_DEV_FOLDERS, EXPECTED_FOLDERS, ROOT, run_cli
 from rvsl.config import config_from_dict, config_to_dict, get_cfg_defaults, load_config
 from rvsl.utils.errors import InputError
 
@@ -141,7 +141,7 @@ def test_checkpoint_config_round_trip():
 
 def test_defaults_hold_every_dataset_folder_key():
     keys = [k for k in get_cfg_defaults().DATASETS if k.endswith("_PATH") and k != "DATA_PATH"]
-    assert len(keys) == 12
+    assert sorted(keys) == sorted([*EXPECTED_FOLDERS, *EXPECTED_DEV_FOLDERS])  # the twelve, and the dev split
 
 
 def test_mistyped_key_on_the_command_line_exits_2(tmp_path):

@@ -385,3 +385,46 @@ def test_uint8_batches_become_unit_floats_on_the_device():
     assert batch["img"].dtype == torch.float32 and torch.equal(batch["img"] * 255, images.float())
     assert batch["img"].is_contiguous(memory_format=torch.channels_last)
     assert batch["pid"].dtype == torch.int64 and batch["path"] == ["a", "b"]
+
+
+def test_photometric_augmentation_same_draw_for_twins():
+    """Jitter, blur and noise: one draw for both twins, each change seen, the values kept in [0, 1]."""
+    rng = random.Random(3)
+    clear = torch.rand(3, 32, 32)
+    jitter = Augment(jitter_prob=1.0, jitter=(0.3, 0.3, 0.4, 0.2))
+    blur = Augment(blur_prob=1.0, blur_sigma=(0.05, 0.05))
+    noise = Augment(noise_std=0.1)
+    for augment in (jitter, blur, noise):
+        a, b = joint_augment([clear, clear.clone()], augment, rng)
+        assert torch.equal(a, b) and a.min() >= 0 and a.max() <= 1
+        assert not torch.allclose(a, clear, atol=1e-3)
+    (blurred,) = joint_augment([clear], blur, rng)
+    assert blurred.std() < 0.6 * clear.std()                # a 1.6-pixel Gaussian smooths pixel noise
+    flat = torch.full((3, 16, 16), 0.5)
+    (noisy,) = joint_augment([flat], Augment(noise_std=0.2), random.Random(0))
+    assert 0 < (noisy - flat).std() < 0.2
+    gray = torch.full((3, 8, 8), 0.4)
+    casts = [joint_augment([gray], Augment(jitter_prob=1.0, jitter=(0.0, 0.0, 0.0, 0.25)), rng)[0][:, 0, 0]
+             for _ in range(50)]
+    assert all((c >= 0.4 * 0.75 - 1e-6).all() and (c <= 0.4 * 1.25 + 1e-6).all() for c in casts)
+    assert max(float(c.max() - c.min()) for c in casts) > 0.1   # the channels get their own gains: a tint
+    (same,) = joint_augment([clear], Augment(), rng)
+    assert torch.equal(same, clear)                             # the defaults change nothing
+
+
+def test_dev_split_is_an_evaluation_set(tiny_fvrid, tmp_path):
+    """TEST.DATA REAL_FOGGY_DEV reads the dev query/gallery folders, and only when they exist."""
+    root = tmp_path / "data"
+    shutil.copytree(tiny_fvrid, root)
+    cfg = tiny_cfg(root, "TEST.DATA", "REAL_FOGGY_DEV")
+    assert not test_set_available(cfg, "REAL_FOGGY_DEV")
+    for split, cams in (("dev_query", (3,)), ("dev_gallery", (1, 2))):
+        for pid in (2500, 2501):
+            for cam in cams:
+                write_image(root / "FVRID_real" / f"{split}_foggy" / f"{pid:05d}_c{cam:03d}_{pid + cam:06d}_0.jpg",
+                            seed=pid + cam)
+    assert test_set_available(cfg, "REAL_FOGGY_DEV")
+    loader, num_query = build_test_loader(cfg, "REAL_FOGGY_DEV")
+    batch = next(iter(loader))
+    assert num_query == 2 and sorted(batch["pid"].tolist()) == [2500, 2500, 2500, 2501, 2501, 2501]
+    assert all("dev_" in p for p in batch["path"])

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from fvrid_tools.check import check_dataset, format_report
-from helpers import EXPECTED_FOLDERS, assert_cli_error, fvrid_name, noise_jpeg, run_script
+from helpers import EXPECTED_DEV_FOLDERS, EXPECTED_FOLDERS, assert_cli_error, fvrid_name, noise_jpeg, run_script
 from rvsl.config import get_cfg_defaults, load_config
 from rvsl.data import fvrid
 from rvsl.data.build import build_train_loaders
@@ -278,3 +278,33 @@ def test_stage_without_real_test_set(tiny_fvrid, tmp_path, caplog):
     shutil.rmtree(root / "FVRID_syn" / "gallery_foggy")
     report = startup_check(_stage_cfg(root, "STAGE1"))
     assert [p.path for p in report.problems["missing_folder"]] == ["FVRID_syn/gallery_foggy"]
+
+
+def test_training_never_opens_the_dev_split(tiny_fvrid, tmp_path, caplog, monkeypatch):
+    """The dev folders, even broken, do not matter to a training stage; the offline checker does check them."""
+    parsed = []
+    original = fvrid.parse_name
+    monkeypatch.setattr(fvrid, "parse_name", lambda name: parsed.append(str(name)) or original(name))
+    root = tmp_path / "data"
+    shutil.copytree(tiny_fvrid, root)
+    dev_query, dev_gallery = (root / rel for rel in EXPECTED_DEV_FOLDERS.values())
+    noise_jpeg(dev_query / "not_a_vehicle_name.jpg", 1)
+    noise_jpeg(dev_query / fvrid_name(2100, 3, 7), 2)      # identity 2100 is also a real hazy test identity
+    noise_jpeg(dev_gallery / fvrid_name(2100, 1, 8), 3)
+    for stage in ("STAGE1", "STAGE2", "STAGE3"):
+        caplog.clear()
+        with caplog.at_level(logging.INFO):
+            report = startup_check(_stage_cfg(root, stage))
+            build_train_loaders(_stage_cfg(root, stage))
+        assert report.ok and not _warnings(caplog), (stage, _warnings(caplog))
+        assert not {s.key for s in report.folders} & set(EXPECTED_DEV_FOLDERS), stage
+    assert not [name for name in parsed if "dev_" in name or "not_a_vehicle" in name]
+    full = scan_dataset(root)
+    assert full.problems["unparseable_name"][0].path == "FVRID_real/dev_query_foggy/not_a_vehicle_name.jpg"
+    overlap = [p.path for p in full.problems["train_test_overlap"]]
+    assert overlap == [f"FVRID_real/dev_query_foggy/{fvrid_name(2100, 3, 7)}",
+                       f"FVRID_real/dev_gallery_foggy/{fvrid_name(2100, 1, 8)}"], overlap
+    for folder in (dev_query, dev_gallery):  # absent, the dev split is no problem
+        shutil.rmtree(folder)
+    report = scan_dataset(root)
+    assert report.ok and report.absent == list(EXPECTED_DEV_FOLDERS)

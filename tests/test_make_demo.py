@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from fvrid_tools import demo
-from helpers import EXPECTED_FOLDERS, run_cli
+from helpers import EXPECTED_DEV_FOLDERS, EXPECTED_FOLDERS, run_cli
 from rvsl.data.fvrid import parse_name
 from rvsl.haze import synthesize
 
@@ -73,7 +73,7 @@ def test_layout_and_names(runs):
             img = cv2.imread(str(folder / name))
             assert img is not None and img.shape == (SIZE, SIZE, 3)
     assert sorted(p.relative_to(out).as_posix() for p in out.glob("*/*") if p.is_dir()) == \
-        sorted(EXPECTED_FOLDERS.values())
+        sorted([*EXPECTED_FOLDERS.values(), *EXPECTED_DEV_FOLDERS.values()])
     for split in SPLITS:
         assert _names(out / "FVRID_syn" / f"{split}_clear") == _names(out / "FVRID_syn" / f"{split}_foggy")
 
@@ -97,6 +97,21 @@ def test_identities_and_protocol(runs):
     for i, a in enumerate(keys):
         for b in keys[i + 1:]:
             assert per_source[a].isdisjoint(per_source[b]), (a, b)
+
+
+def test_dev_split_identities_apart_from_real_train_and_test(runs):
+    """The real hazy dev query/gallery: labelled, its own identities, every query matched from another camera."""
+    out = runs["a"]
+    recs = {split: [parse_name(n) for n in _names(out / f"FVRID_real/{split}_foggy")]
+            for split in (*SPLITS, "dev_query", "dev_gallery")}
+    ids = {split: {pid for pid, _ in r} for split, r in recs.items()}
+    assert ids["dev_query"] and ids["dev_query"] == ids["dev_gallery"]
+    assert ids["dev_query"].isdisjoint(ids["train"] | ids["query"] | ids["gallery"])
+    for pid, cam in recs["dev_query"]:
+        assert any(g_pid == pid and g_cam != cam for g_pid, g_cam in recs["dev_gallery"]), (pid, cam)
+    for rel in EXPECTED_DEV_FOLDERS.values():
+        assert {p.name for p in (out / rel).iterdir()}.isdisjoint(
+            {p.name for rel2 in EXPECTED_FOLDERS.values() for p in (out / rel2).iterdir()})
 
 
 def test_same_seed_same_bytes_other_seed_other_data(runs):

@@ -93,7 +93,8 @@ def test_adabn_command_writes_a_checkpoint_with_new_statistics_only(tiny_fvrid, 
     assert bad.returncode == 2 and "TEST.WEIGHT" in bad.stderr and "Traceback" not in bad.stderr
 
 
-@pytest.mark.parametrize("config", [None, "configs/FVRID.yml", "configs/FVRID_reference.yml", "configs/demo.yml"])
+@pytest.mark.parametrize("config", [None, "configs/FVRID.yml", "configs/FVRID_reference.yml", "configs/demo.yml",
+                                    "configs/adaptation.yml"])
 @pytest.mark.parametrize("stage", ["STAGE1", "STAGE2", "STAGE3"])
 def test_default_checkpoint_choice_reads_no_test_label(config, stage):
     """Two epochs: the labelled test set prefers the first, everything label-free the second. The default

@@ -37,12 +37,14 @@ class Source:
     train_pid0: int           # first training identity
     test_pid0: int            # first query/gallery identity
     cam0: int                 # first camera number
+    dev_ids: int = 0          # identities of the labelled dev query/gallery (its own identity range)
+    dev_pid0: int = 0         # first dev identity
 
 
 SOURCES: Tuple[Source, ...] = (
     Source(layout.SYN, 1, 60, 20, 1, 1001, 1),
     Source(layout.REAL_CLEAR, 2, 60, 20, 20001, 21001, 101),
-    Source(layout.REAL_HAZY, 3, 60, 20, 30001, 31001, 201),
+    Source(layout.REAL_HAZY, 3, 60, 20, 30001, 31001, 201, dev_ids=20, dev_pid0=32001),
 )
 
 # Seed tags: the second-to-last word of every seed sequence says what the stream is for.
@@ -80,8 +82,8 @@ def _scaled(n: int, scale: float) -> int:
     return max(3, int(round(n * scale)))
 
 
-def plan_identity(seed: int, src: Source, pid: int, test: bool) -> List[Job]:
-    """The images of one identity: training images, or query then gallery images."""
+def plan_identity(seed: int, src: Source, pid: int, test: bool, prefix: str = "") -> List[Job]:
+    """The images of one identity: training images, or query then gallery images (dev ones: ``prefix`` dev_)."""
     rng = stream(seed, src.code, pid, T_PLAN)
     n_cams = int(rng.integers(CAMS_PER_ID[0], CAMS_PER_ID[1] + 1))
     cams = [src.cam0 + int(c) for c in rng.choice(N_CAMERAS, size=n_cams, replace=False)]
@@ -90,8 +92,8 @@ def plan_identity(seed: int, src: Source, pid: int, test: bool) -> List[Job]:
         n_gallery = int(rng.integers(GALLERY_IMAGES[0], GALLERY_IMAGES[1] + 1))
         # queries come from cams[0] (and cams[1]); the gallery cycles from cams[1] on, so it holds
         # cams[1] and cams[2] at least: every query keeps a match from another camera
-        slots = [("query", cams[min(i, 1)]) for i in range(n_query)]
-        slots += [("gallery", cams[(1 + i) % n_cams]) for i in range(n_gallery)]
+        slots = [(prefix + "query", cams[min(i, 1)]) for i in range(n_query)]
+        slots += [(prefix + "gallery", cams[(1 + i) % n_cams]) for i in range(n_gallery)]
     else:
         n_img = int(rng.integers(TRAIN_IMAGES[0], TRAIN_IMAGES[1] + 1))
         slots = [("train", cams[i % n_cams]) for i in range(n_img)]
@@ -107,6 +109,8 @@ def build_plan(seed: int, scale: float = 1.0) -> List[Job]:
             jobs += plan_identity(seed, src, src.train_pid0 + i, test=False)
         for i in range(_scaled(src.test_ids, scale)):
             jobs += plan_identity(seed, src, src.test_pid0 + i, test=True)
+        for i in range(_scaled(src.dev_ids, scale) if src.dev_ids else 0):
+            jobs += plan_identity(seed, src, src.dev_pid0 + i, test=True, prefix="dev_")
     return jobs
 
 

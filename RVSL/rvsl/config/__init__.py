@@ -7,6 +7,7 @@ from typing import List, Optional, Sequence, Tuple
 import yaml
 from yacs.config import CfgNode
 
+from ..data import layout
 from ..evaluation.distance import METRICS as DISTANCES
 from ..modeling.backbones import BACKBONE_NAMES as MODEL_NAMES
 from ..modeling.generator import GENERATOR_STYLES
@@ -19,7 +20,7 @@ __all__ = ["CfgNode", "get_cfg_defaults", "load_config", "check_config", "config
 # A YAML config may start from another: ``_BASE_: FVRID.yml`` (relative to the file) merges that one first.
 BASE_KEY = "_BASE_"
 STAGES = ("STAGE1", "STAGE2", "STAGE3")
-TEST_SETS = ("SYN", "REAL_CLEAR", "REAL_FOGGY")
+TEST_SETS = tuple(layout.TEST_SETS)
 # Label-free checkpoint-choice proxies on unlabelled real images (rvsl/evaluation/proxies.py).
 REAL_PROXIES = ("cycle_psnr", "agreement", "knn_overlap")
 _CHOICES = {
@@ -122,6 +123,11 @@ def _check_input(cfg: CfgNode) -> None:
     _within("INPUT.ERASE_AREA", cfg.INPUT.ERASE_AREA, 1e-6, 1.0, 2, ascending=True)
     _within("INPUT.ERASE_ASPECT", cfg.INPUT.ERASE_ASPECT, 1e-3, 1.0)
     _within("INPUT.ERASE_FILL", cfg.INPUT.ERASE_FILL, 0.0, 1.0, 3)
+    _within("INPUT.JITTER_PROB", cfg.INPUT.JITTER_PROB, 0.0, 1.0)
+    _within("INPUT.JITTER", cfg.INPUT.JITTER, 0.0, 1.0, 4)
+    _within("INPUT.BLUR_PROB", cfg.INPUT.BLUR_PROB, 0.0, 1.0)
+    _within("INPUT.BLUR_SIGMA", cfg.INPUT.BLUR_SIGMA, 0.0, 0.5, 2, ascending=True)
+    _within("INPUT.NOISE_STD", cfg.INPUT.NOISE_STD, 0.0, 1.0)
     _within("SOLVER.WARMUP_FACTOR", cfg.SOLVER.WARMUP_FACTOR, 1e-8, 1.0)
     _within("SOLVER.WARMUP_LENGTH", cfg.SOLVER.WARMUP_LENGTH, 0, float("inf"))
     _within("SOLVER.SCHEDULE_OFFSET", cfg.SOLVER.SCHEDULE_OFFSET, 0, float("inf"))

@@ -96,6 +96,16 @@ _C.INPUT.ERASE_PROB = 0.5
 _C.INPUT.ERASE_AREA = [0.02, 0.4]
 _C.INPUT.ERASE_ASPECT = 0.3
 _C.INPUT.ERASE_FILL = [0.4914, 0.4822, 0.4465]
+# Photometric changes (off by default, as in the reference recipe), applied before erasing with the same draw
+# for both twins of a pair: colour jitter with probability JITTER_PROB, each of brightness, contrast,
+# saturation and a per-channel colour cast scaled by U(1 - s, 1 + s) for its strength s in JITTER;
+# a Gaussian blur with probability BLUR_PROB of U(low, high) x the image height; Gaussian noise of
+# standard deviation U(0, NOISE_STD) (0 turns it off).
+_C.INPUT.JITTER_PROB = 0.0
+_C.INPUT.JITTER = [0.0, 0.0, 0.0, 0.0]
+_C.INPUT.BLUR_PROB = 0.0
+_C.INPUT.BLUR_SIGMA = [0.0, 0.0]
+_C.INPUT.NOISE_STD = 0.0
 
 # ---------------------------------------------------------------------------- #
 # Datasets: the FVRID layout (one key per folder; relative paths are under DATA_PATH).
@@ -105,7 +115,9 @@ _C.DATASETS.DATA_PATH = "Datasets"
 # One key per folder of the layout, SYN_TRAIN_CLEAR_PATH ... REAL_GALLERY_FOGGY_PATH, generated from the
 # table in rvsl/data/layout.py: synthetic train/query/gallery in clear and hazy twins (SYN_*), real clear
 # (REAL_*_CLEAR_PATH) and real hazy (REAL_*_FOGGY_PATH) train/query/gallery. The real TRAIN folders are
-# unlabelled (names never parsed); the real query/gallery folders may be absent in stages 2/3.
+# unlabelled (names never parsed); the real query/gallery folders may be absent in stages 2/3. The optional
+# labelled real hazy dev split (REAL_DEV_QUERY_FOGGY_PATH, REAL_DEV_GALLERY_FOGGY_PATH) is read only by
+# evaluation (TEST.DATA REAL_FOGGY_DEV), never by training.
 for _key, _rel in DEFAULT_PATHS.items():
     _C.DATASETS[_key] = _rel
 del _key, _rel

@@ -26,7 +26,7 @@ REAL_TRAIN_KEY = layout.REAL_TRAIN_KEY
 STAGE_TEST_SET = layout.STAGE_TEST_SET
 TEST_KEYS = layout.TEST_KEYS
 # Clear twins of the SYN test images: ground truth for the generators' SSIM/PSNR.
-SYN_TWIN_KEYS = {f.key: layout.twin(f).key for f in layout.eval_folders(layout.SYN)}
+SYN_TWIN_KEYS = {f.key: layout.twin(f).key for f in layout.eval_folders("SYN")}
 
 
 class TrainLoaders(NamedTuple):
@@ -76,7 +76,8 @@ def augment_from_cfg(cfg: CfgNode) -> Augment:
     """The train-time augmentation of ``cfg.INPUT``."""
     i = cfg.INPUT
     return Augment(i.FLIP_PROB, tuple(i.RESIZE_RANGE), i.PADDING, i.ERASE_PROB, tuple(i.ERASE_AREA),
-                   i.ERASE_ASPECT, tuple(i.ERASE_FILL))
+                   i.ERASE_ASPECT, tuple(i.ERASE_FILL), i.JITTER_PROB, tuple(i.JITTER), i.BLUR_PROB,
+                   tuple(i.BLUR_SIGMA), i.NOISE_STD)
 
 
 def held_out_identities(pids: Sequence[int], count: int, seed: int) -> Set[int]:

@@ -171,24 +171,35 @@ def _check_overlap(scans: Mapping[str, FolderScan], report: Report) -> None:
             for path, (pid, _) in scan.labels.items():
                 if pid != JUNK_ID:
                     ids.setdefault(pid, path)
+    test_ids: Dict[str, Dict[int, str]] = {}
+    for key, scan in scans.items():
+        folder = layout.BY_KEY[key]
+        if folder.split in ("query", "gallery"):
+            ids = test_ids.setdefault(folder.domain, {})
+            for path, (pid, _) in scan.labels.items():
+                if pid != JUNK_ID:
+                    ids.setdefault(pid, path)
     for key, scan in scans.items():
         folder = layout.BY_KEY[key]
         known = train_ids.get(folder.domain, {}) if folder.split != "train" else {}
+        if folder.split in layout.DEV_SPLITS:  # dev identities are in neither training nor test
+            known = {**test_ids.get(folder.domain, {}), **known}
         reported = set()
         for path, (pid, _) in scan.labels.items():
             if pid in known and pid not in reported:
                 reported.add(pid)
                 report.add("train_test_overlap", path,
-                           f"identity {pid} is also in training ({report.show(known[pid])})")
+                           f"identity {pid} is also in {report.show(known[pid])}")
 
 
 def _check_queries(scans: Mapping[str, FolderScan], report: Report) -> None:
     """Record queries with no true match in their gallery under the protocol (same id, other camera)."""
     for key, scan in scans.items():
         folder = layout.BY_KEY[key]
-        if folder.split != "query":
+        if not folder.split.endswith("query"):
             continue
-        gallery = scans.get(layout.find(folder.domain, "gallery", folder.condition).key)
+        gallery_split = folder.split.replace("query", "gallery")  # gallery, or dev_gallery
+        gallery = scans.get(layout.find(folder.domain, gallery_split, folder.condition).key)
         if gallery is None:
             continue
         cameras: Dict[int, set] = {}
@@ -221,6 +232,8 @@ def scan_dataset(root: Union[str, Path], paths: Optional[Mapping[str, str]] = No
         report.absent = [key for key in optional if key in paths]
     scans = {}
     for key, rel in paths.items():
+        if key in layout.DEV_KEYS and not (root / rel).is_dir():
+            report.absent.append(key)  # the dev split is optional
         if key in report.absent:
             continue
         if not (root / rel).is_dir():
@@ -263,8 +276,9 @@ def startup_check(cfg, log: Optional[logging.Logger] = None) -> Report:
     stage = str(cfg.MODE.STAGE)
     domains = layout.stage_domains(stage)
     real = layout.STAGE_REAL_DOMAIN.get(stage)
-    optional = [f.key for f in layout.FOLDERS if f.domain == real and f.split != "train"]
-    report = scan_dataset(root, select_layout(domains, paths), optional)
+    optional = [f.key for f in layout.training_folders([real] if real else []) if f.split != "train"]
+    read = {f.key for f in layout.training_folders(domains)}  # never the dev folders
+    report = scan_dataset(root, {k: v for k, v in select_layout(domains, paths).items() if k in read}, optional)
     log = log or logger
     if report.absent:
         log.info("the %s test set is absent (%s): it will not be evaluated", real,

@@ -1,9 +1,13 @@
-"""The FVRID folder layout: one table of the twelve folders, and everything derived from it.
+"""The FVRID folder layout: one table of the twelve folders (and two optional dev folders), and everything
+derived from it.
 
 Each :class:`LayoutFolder` row names a ``DATASETS.*_PATH`` config key, its default folder under
 ``DATASETS.DATA_PATH``, its domain (``syn``, ``real-clear``, ``real-hazy``), split (``train``,
-``query``, ``gallery``), condition (``clear``, ``hazy``) and whether its file names carry labels.
-The real training folders are unlabelled: their file names are never parsed.
+``query``, ``gallery``, ``dev_query``, ``dev_gallery``), condition (``clear``, ``hazy``) and whether its
+file names carry labels. The real training folders are unlabelled: their file names are never parsed.
+The dev folders are an optional labelled real-hazy query/gallery whose identities are in neither the real
+training nor the test folders: choices (settings, checkpoint criteria) are made on them, and the test
+folders are read only to report. No training stage reads them.
 """
 
 from dataclasses import dataclass
@@ -13,7 +17,8 @@ from ..utils.errors import InputError
 
 SYN, REAL_CLEAR, REAL_HAZY = "syn", "real-clear", "real-hazy"
 DOMAINS = (SYN, REAL_CLEAR, REAL_HAZY)
-SPLITS = ("train", "query", "gallery")
+SPLITS = ("train", "query", "gallery", "dev_query", "dev_gallery")
+DEV_SPLITS = ("dev_query", "dev_gallery")
 CONDITIONS = ("clear", "hazy")
 
 
@@ -47,11 +52,18 @@ FOLDERS: Tuple[LayoutFolder, ...] = (
     _row("REAL_TRAIN_FOGGY_PATH", "FVRID_real/train_foggy", REAL_HAZY, "train", "hazy"),
     _row("REAL_QUERY_FOGGY_PATH", "FVRID_real/query_foggy", REAL_HAZY, "query", "hazy"),
     _row("REAL_GALLERY_FOGGY_PATH", "FVRID_real/gallery_foggy", REAL_HAZY, "gallery", "hazy"),
+    _row("REAL_DEV_QUERY_FOGGY_PATH", "FVRID_real/dev_query_foggy", REAL_HAZY, "dev_query", "hazy"),
+    _row("REAL_DEV_GALLERY_FOGGY_PATH", "FVRID_real/dev_gallery_foggy", REAL_HAZY, "dev_gallery", "hazy"),
 )
 BY_KEY: Dict[str, LayoutFolder] = {f.key: f for f in FOLDERS}
 
-# Test sets by TEST.DATA name: their domain; SYN is evaluated on its hazy images.
-TEST_SET_DOMAIN = {"SYN": SYN, "REAL_CLEAR": REAL_CLEAR, "REAL_FOGGY": REAL_HAZY}
+# The optional folders: absent, they are not a problem; present, only evaluation reads them.
+DEV_KEYS: Tuple[str, ...] = tuple(f.key for f in FOLDERS if f.split in DEV_SPLITS)
+# Evaluation sets by TEST.DATA name (the one list of them): their domain and (query, gallery) splits;
+# SYN is evaluated on its hazy images. REAL_FOGGY_DEV is the labelled dev split of the real hazy domain.
+TEST_SETS: Dict[str, Tuple[str, str, str]] = {
+    "SYN": (SYN, "query", "gallery"), "REAL_CLEAR": (REAL_CLEAR, "query", "gallery"),
+    "REAL_FOGGY": (REAL_HAZY, "query", "gallery"), "REAL_FOGGY_DEV": (REAL_HAZY, "dev_query", "dev_gallery")}
 # The real (unlabelled) domain each training stage adds to the synthetic pairs; None in stage 1.
 STAGE_REAL_DOMAIN: Dict[str, Optional[str]] = {"STAGE1": None, "STAGE2": REAL_CLEAR, "STAGE3": REAL_HAZY}
 
@@ -71,10 +83,13 @@ def twin(folder: LayoutFolder) -> Optional[LayoutFolder]:
     return find(SYN, folder.split, "hazy" if folder.condition == "clear" else "clear")
 
 
-def eval_folders(domain: str) -> Tuple[LayoutFolder, LayoutFolder]:
-    """``(query, gallery)`` folders evaluated for ``domain`` (the hazy ones for the synthetic domain)."""
+def eval_folders(test_set: str) -> Tuple[LayoutFolder, LayoutFolder]:
+    """``(query, gallery)`` folders of the evaluation set ``test_set`` (the hazy ones for SYN)."""
+    if test_set not in TEST_SETS:
+        raise InputError(f"TEST.DATA is {test_set!r}; expected one of {', '.join(TEST_SETS)}")
+    domain, query, gallery = TEST_SETS[test_set]
     condition = "hazy" if domain == SYN else None
-    return find(domain, "query", condition), find(domain, "gallery", condition)
+    return find(domain, query, condition), find(domain, gallery, condition)
 
 
 def select(domains) -> Tuple[LayoutFolder, ...]:
@@ -85,6 +100,11 @@ def select(domains) -> Tuple[LayoutFolder, ...]:
     return tuple(f for f in FOLDERS if f.domain in set(domains))
 
 
+def training_folders(domains) -> Tuple[LayoutFolder, ...]:
+    """The folders of ``domains`` a training stage may read: all but the dev folders."""
+    return tuple(f for f in select(domains) if f.split not in DEV_SPLITS)
+
+
 def stage_domains(stage: str) -> Tuple[str, ...]:
     """Domains a training stage reads: the synthetic pairs, plus its real domain."""
     real = STAGE_REAL_DOMAIN.get(stage)
@@ -93,7 +113,7 @@ def stage_domains(stage: str) -> Tuple[str, ...]:
 
 # Derived tables other modules import (rvsl.data.build re-exports the first three).
 REAL_TRAIN_KEY = {stage: (find(d, "train").key if d else None) for stage, d in STAGE_REAL_DOMAIN.items()}
-STAGE_TEST_SET = {stage: next(name for name, d in TEST_SET_DOMAIN.items() if d == (real or SYN))
-                  for stage, real in STAGE_REAL_DOMAIN.items()}
-TEST_KEYS = {name: tuple(f.key for f in eval_folders(d)) for name, d in TEST_SET_DOMAIN.items()}
+STAGE_TEST_SET = {stage: next(name for name, (d, query, _) in TEST_SETS.items() if d == (real or SYN)
+                                and query == "query") for stage, real in STAGE_REAL_DOMAIN.items()}
+TEST_KEYS = {name: tuple(f.key for f in eval_folders(name)) for name in TEST_SETS}
 DEFAULT_PATHS = {f.key: f.rel for f in FOLDERS}
