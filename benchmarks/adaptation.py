@@ -323,7 +323,7 @@ def print_table(name: str, results: Dict[str, Dict[str, List[float]]], chance: T
               + " ".join(f"{mean_sd(row[b]):>15} {mean_sd(row[b + '_rank1']):>15}" for b in BRANCHES))
     diffs = {}
     if "rvsl" in results:
-        print(f"paired difference, hazy mAP points: rvsl minus ... (mean [95 % t-interval over seeds])")
+        print("paired difference, hazy mAP points: rvsl minus ... (mean [95 % t-interval over seeds])")
         method = dict(zip(results["rvsl"]["seeds"], results["rvsl"]["hazy"]))
         for variant, row in results.items():
             pairs = [(method[s], v) for s, v in zip(row["seeds"], row["hazy"]) if s in method]

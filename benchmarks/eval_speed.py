@@ -116,6 +116,11 @@ def agree(a: Tuple[np.ndarray, float, float], b: Tuple[np.ndarray, float, float]
     return max(float(np.abs(a[0] - b[0]).max()), abs(a[1] - b[1]), abs(a[2] - b[2]))
 
 
+def ratio_line(label: str, reference: "Timing", ours: "Timing") -> str:
+    """One speed-up line: reference / ours in wall time and in CPU time."""
+    return f"    {label:<24}{reference.wall / ours.wall:7.1f}x {reference.cpu / ours.cpu:7.1f}x"
+
+
 def run_size(name: str, args: argparse.Namespace, device: torch.device) -> List[str]:
     """Time one size and return its lines of the results table."""
     num_q, num_g, num_ids = SIZES[name]
@@ -144,7 +149,8 @@ def run_size(name: str, args: argparse.Namespace, device: torch.device) -> List[
 
     lines.append(f"  metrics (all queries, fused): mAP {fused[1]:.4f}  rank-1 {fused[0][0]:.4f}  mINP {fused[2]:.4f}")
     if not args.fused_only:
-        lines.append(f"  evaluate_features vs compute_distance + evaluate_rank, max |diff| of cmc/mAP/mINP: {agree(fused, ours):.1e}")
+        lines.append("  evaluate_features vs compute_distance + evaluate_rank, max |diff| of cmc/mAP/mINP: "
+                     f"{agree(fused, ours):.1e}")
     lines.append(f"  subset of {n_ref} queries: ours vs plain reference on the same distance rows, "
                  f"max |diff| {agree(sub_ours, same_rows):.1e}; vs reference's own numpy distances "
                  f"{agree(sub_ours, ref):.1e}; max |distance diff| "
@@ -169,9 +175,9 @@ def run_size(name: str, args: argparse.Namespace, device: torch.device) -> List[
     if not args.fused_only:
         rank_ref = t_ref_rank.scaled(scale)
         total = t_dist + t_rank
-        lines.append(f"    ranking only            {rank_ref.wall / t_rank.wall:7.1f}x {rank_ref.cpu / t_rank.cpu:7.1f}x")
-        lines.append(f"    distance + ranking      {ref_total.wall / total.wall:7.1f}x {ref_total.cpu / total.cpu:7.1f}x")
-    lines.append(f"    fused                   {ref_total.wall / t_fused.wall:7.1f}x {ref_total.cpu / t_fused.cpu:7.1f}x")
+        lines.append(ratio_line("ranking only", rank_ref, t_rank))
+        lines.append(ratio_line("distance + ranking", ref_total, total))
+    lines.append(ratio_line("fused", ref_total, t_fused))
     return lines
 
 

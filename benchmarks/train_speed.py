@@ -237,12 +237,14 @@ def time_extract_command(cfg, setting: str, device: torch.device, count: int, ba
 def table(rows: List[Dict]) -> str:
     """Markdown table: per row images/s, step time, peak memory and the speed-up over ``reference``."""
     base = {r["stage"]: r["images_per_s"] for r in rows if r["setting"] == "reference"}
-    lines = ["| what | setting | images/s | step (s) | peak GB | vs reference |", "| --- | --- | --- | --- | --- | --- |"]
+    lines = ["| what | setting | images/s | step (s) | peak GB | vs reference |",
+             "| --- | --- | --- | --- | --- | --- |"]
     for r in rows:
         against = "extract" if r["stage"] == "extract.py" else r["stage"]  # extract.py: against the bare model
         ratio = f"{r['images_per_s'] / base[against]:.2f}x" if against in base else "-"
         peak = f"{r['peak_gb']:.1f}" if r["peak_gb"] is not None else "n/a (CPU)"
-        lines.append(f"| {r['stage']} | {r['setting']} | {r['images_per_s']:.1f} | {r['step_s']:.3f} | {peak} | {ratio} |")
+        lines.append(f"| {r['stage']} | {r['setting']} | {r['images_per_s']:.1f} | {r['step_s']:.3f} | {peak} "
+                     f"| {ratio} |")
     return "\n".join(lines)
 
 

@@ -9,17 +9,18 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+SETTINGS = ("reference", "ours", "ours-ckpt", "ours-accum2")
 
 
 def test_train_speed_tiny_cpu_mode(tmp_path):
     out = tmp_path / "speed.json"
     run = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "train_speed.py"), "--tiny", "--device", "cpu",
-                          "--iters", "2", "--warmup", "1", "--settings", "reference", "ours", "ours-ckpt", "ours-accum2",
+                          "--iters", "2", "--warmup", "1", "--settings", *SETTINGS,
                           "--json", str(out)], capture_output=True, text=True, timeout=900)
     assert run.returncode == 0, run.stderr
     rows = json.loads(out.read_text())["rows"]
     measured = [(r["stage"], r["setting"]) for r in rows]
-    assert measured == [(stage, setting) for stage in ("STAGE1", "STAGE3") for setting in ("reference", "ours", "ours-ckpt", "ours-accum2")] \
+    assert measured == [(stage, setting) for stage in ("STAGE1", "STAGE3") for setting in SETTINGS] \
         + [("extract", "reference"), ("extract", "ours"), ("extract.py", "ours")]
     assert all(r["images_per_s"] > 0 and r["step_s"] > 0 and r["peak_gb"] is None for r in rows)
     # auto is none on the CPU; the explicit policies stay

@@ -40,7 +40,8 @@ def test_published_configs_differ_only_in_what_the_reference_ran_otherwise():
 
 
 def test_published_configs_carry_the_reference_recipe():
-    """The reference recipe as it ran, checked key by key against its numbers (README, "Differences from the reference implementation")."""
+    """The reference recipe as it ran, checked key by key against its numbers (README, "Differences from the
+    reference implementation")."""
     cfg = load_config(str(ROOT / "configs" / "FVRID_reference.yml"))
     # its loader never normalised (DATALOADER.NORMALZIE False): the networks read RGB in [0, 1]
     assert (cfg.INPUT.PIXEL_MEAN, cfg.INPUT.PIXEL_STD, cfg.INPUT.PADDING) == ([0.0] * 3, [1.0] * 3, 0)
@@ -146,7 +147,8 @@ def test_defaults_hold_every_dataset_folder_key():
 
 def test_mistyped_key_on_the_command_line_exits_2(tmp_path):
     out = tmp_path / "out"
-    result = run_cli(["RVSL/stage1_trainer.py", "-c", "configs/demo.yml", "SOLVER.MAX_EPOCH", "3", "OUTPUT_DIR", str(out)])
+    result = run_cli(["RVSL/stage1_trainer.py", "-c", "configs/demo.yml", "SOLVER.MAX_EPOCH", "3",
+                      "OUTPUT_DIR", str(out)])
     assert result.returncode == 2
     assert "MAX_EPOCH" in result.stderr
     assert "Traceback" not in result.stderr

@@ -417,13 +417,13 @@ def test_dev_split_is_an_evaluation_set(tiny_fvrid, tmp_path):
     root = tmp_path / "data"
     shutil.copytree(tiny_fvrid, root)
     cfg = tiny_cfg(root, "TEST.DATA", "REAL_FOGGY_DEV")
-    assert not test_set_available(cfg, "REAL_FOGGY_DEV")
+    assert not has_test_set(cfg, "REAL_FOGGY_DEV")
     for split, cams in (("dev_query", (3,)), ("dev_gallery", (1, 2))):
         for pid in (2500, 2501):
             for cam in cams:
                 write_image(root / "FVRID_real" / f"{split}_foggy" / f"{pid:05d}_c{cam:03d}_{pid + cam:06d}_0.jpg",
                             seed=pid + cam)
-    assert test_set_available(cfg, "REAL_FOGGY_DEV")
+    assert has_test_set(cfg, "REAL_FOGGY_DEV")
     loader, num_query = build_test_loader(cfg, "REAL_FOGGY_DEV")
     batch = next(iter(loader))
     assert num_query == 2 and sorted(batch["pid"].tolist()) == [2500, 2500, 2500, 2501, 2501, 2501]

@@ -155,7 +155,8 @@ def test_checkpoint_round_trip_with_weights_only(tiny_fvrid, tmp_path):
     for key, value in trainer.model.state_dict().items():
         assert torch.equal(value, fresh.model.state_dict()[key]), key
     assert fresh.start_epoch == 1
-    assert fresh.optimizers["model"].state_dict()["state"].keys() == trainer.optimizers["model"].state_dict()["state"].keys()
+    state_keys = [t.optimizers["model"].state_dict()["state"].keys() for t in (fresh, trainer)]
+    assert state_keys[0] == state_keys[1]
     assert fresh.schedulers["warmup"].last_epoch == trainer.schedulers["warmup"].last_epoch == 1
 
 
@@ -228,7 +229,8 @@ def test_not_a_checkpoint_and_wrong_stage_are_named(tmp_path):
 
 
 def lr_per_epoch(cfg, epochs):
-    """The model optimiser's rate during each epoch, stepping the schedulers as the trainer does (5 iterations an epoch)."""
+    """The model optimiser's rate during each epoch, stepping the schedulers as the trainer does (5 iterations
+    an epoch)."""
     weight = torch.nn.Parameter(torch.zeros(1))
     optimizers = build_optimizers(cfg, torch.nn.Linear(1, 1), torch.nn.Linear(1, 1), torch.device("cpu"))
     optimizers["model"].param_groups[0]["params"] = [weight]

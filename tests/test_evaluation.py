@@ -167,7 +167,8 @@ def make_features(seed: int = 0, num_q: int = 30, num_g: int = 120, num_ids: int
     centres = torch.randn(num_ids, dim, generator=gen)
     qf = centres[q_pids] + 0.8 * torch.randn(num_q, dim, generator=gen)
     gf = centres[g_pids] + 0.8 * torch.randn(num_g, dim, generator=gen)
-    return qf, gf, q_pids, g_pids, torch.randint(0, 4, (num_q,), generator=gen), torch.randint(0, 4, (num_g,), generator=gen)
+    q_cams, g_cams = torch.randint(0, 4, (num_q,), generator=gen), torch.randint(0, 4, (num_g,), generator=gen)
+    return qf, gf, q_pids, g_pids, q_cams, g_cams
 
 
 def test_evaluate_features_equals_distance_then_rank():

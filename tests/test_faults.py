@@ -80,7 +80,8 @@ def test_full_disk_during_a_checkpoint_keeps_the_previous_ones_and_exits_2(tiny_
     argv = ["-c", str(ROOT / "configs/demo.yml"), "DATASETS.DATA_PATH", str(tiny_fvrid), "OUTPUT_DIR", str(out),
             "MODEL.DEVICE", "cpu", "INPUT.SIZE_TRAIN", "[32, 32]", "INPUT.SIZE_TEST", "[32, 32]", "INPUT.PADDING", "2",
             "DATALOADER.NUM_WORKERS", "0", "DATALOADER.NUM_IDENTITIES", "3", "DATALOADER.NUM_INSTANCES", "2",
-            "VAL.SYN_IDENTITIES", "0", "SOLVER.MAX_EPOCHS", "2", "SOLVER.BEST_METRIC", "last"]  # every epoch is best: best.pth is rewritten
+            "VAL.SYN_IDENTITIES", "0", "SOLVER.MAX_EPOCHS", "2",
+            "SOLVER.BEST_METRIC", "last"]  # every epoch is best: best.pth is rewritten
     assert launch(train_stage, "test", stage="STAGE1", argv=argv) == 2
     monkeypatch.undo()
     assert len(saves) == 2

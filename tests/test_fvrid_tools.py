@@ -273,14 +273,17 @@ def test_build_cli_errors(src, tmp_path):
     assert_cli_error(run_script(BUILD, "--index", tmp_path / "none.csv", *args), "index file not found", "none.csv")
     bad = tmp_path / "bad.csv"
     bad.write_text("IMG,FILE,SOURCE,SAVE\nx.jpg,a.jpg,VeRi-Wild,FVRID_syn/train_clear\n")
-    assert_cli_error(run_script(BUILD, "--index", bad, *args), "no column NAME or ORI_NAME", "IMG, NAME, SOURCE, SAVE, ORI_NAME")
+    assert_cli_error(run_script(BUILD, "--index", bad, *args), "no column NAME or ORI_NAME",
+                     "IMG, NAME, SOURCE, SAVE, ORI_NAME")
     lines = (src / "index.csv").read_text().splitlines()
     img = lines[3].split(",")[0]
     broken = tmp_path / "broken.csv"
     broken.write_text("\n".join(lines[:3] + [f"{img},gone.jpg,VeRi-Wild,FVRID_syn/train_clear,00002/gone.jpg"]
                                 + lines[4:]) + "\n")
-    assert_cli_error(run_script(BUILD, "--index", broken, *args), "line 4", img, "source image not found", "00002/gone.jpg")
-    assert_cli_error(run_script(BUILD, "--index", src / "index.csv", "--veriwild", tmp_path / "nowhere", "--out", tmp_path / "o"),
+    assert_cli_error(run_script(BUILD, "--index", broken, *args), "line 4", img, "source image not found",
+                     "00002/gone.jpg")
+    assert_cli_error(run_script(BUILD, "--index", src / "index.csv", "--veriwild", tmp_path / "nowhere",
+                                "--out", tmp_path / "o"),
                "VeRi-Wild image folder not found", "nowhere")
 
 

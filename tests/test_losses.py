@@ -32,7 +32,7 @@ def _images(seed: int, shape=(2, 3, 9, 11)) -> torch.Tensor:
     return torch.rand(shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
 
 
-# ----------------------------------------------------------------------------- numpy references (the formulas of losses/priors.py)
+# ----------------------------------------------------------------------------- numpy references (losses/priors.py)
 
 
 def np_dark_channel(img: np.ndarray, patch: int) -> np.ndarray:
@@ -53,8 +53,10 @@ def np_dark_channel(img: np.ndarray, patch: int) -> np.ndarray:
 
 def np_tv(img: np.ndarray) -> float:
     b, c, h, w = img.shape
-    hor = [abs(img[n, k, i, j + 1] - img[n, k, i, j]) for n in range(b) for k in range(c) for i in range(h) for j in range(w - 1)]
-    ver = [abs(img[n, k, i + 1, j] - img[n, k, i, j]) for n in range(b) for k in range(c) for i in range(h - 1) for j in range(w)]
+    hor = [abs(img[n, k, i, j + 1] - img[n, k, i, j])
+           for n in range(b) for k in range(c) for i in range(h) for j in range(w - 1)]
+    ver = [abs(img[n, k, i + 1, j] - img[n, k, i, j])
+           for n in range(b) for k in range(c) for i in range(h - 1) for j in range(w)]
     return sum(hor) / len(hor) + sum(ver) / len(ver)
 
 
@@ -242,7 +244,8 @@ def test_triplet_matches_brute_force(margin):
     gen = torch.Generator().manual_seed(1)
     features = torch.randn(12, 6, generator=gen, dtype=torch.float64)
     targets = torch.tensor([0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3])
-    assert triplet_loss(features, targets, margin).item() == pytest.approx(_brute_triplet(features, targets, margin), abs=1e-9)
+    expected = _brute_triplet(features, targets, margin)
+    assert triplet_loss(features, targets, margin).item() == pytest.approx(expected, abs=1e-9)
 
 
 def test_triplet_gradient_and_degenerate_batch():
@@ -257,7 +260,7 @@ def test_triplet_gradient_and_degenerate_batch():
 
 def test_reid_loss_is_ce_plus_triplet():
     gen = torch.Generator().manual_seed(3)
-    output = ReIDOutput(torch.randn(6, 8, generator=gen), torch.randn(6, 8, generator=gen), torch.randn(6, 3, generator=gen))
+    output = ReIDOutput(*(torch.randn(6, n, generator=gen) for n in (8, 8, 3)))
     targets = torch.tensor([0, 0, 1, 1, 2, 2])
     expected = cross_entropy(output.logits, targets, 0.1) + triplet_loss(output.global_feat, targets, 0.3)
     assert reid_loss(output, targets, 0.1, 0.3).item() == pytest.approx(expected.item())

@@ -112,7 +112,9 @@ def test_features_leave_the_model_as_float32_under_bf16_autocast(small_model):
 def test_encoder_normalises_internally(small_model):
     model = small_model.eval()
     images = torch.rand(2, 3, 32, 32)
-    normalised = (images - torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)) / torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    normalised = (images - mean) / std
     with torch.no_grad():
         f1, r1 = model.encode(images, "clear")
         f1_ref, r1_ref = model.enc_clear(normalised)

@@ -77,7 +77,8 @@ def check_dataset(root: Union[str, Path], paths: Optional[Mapping[str, str]] = N
 
 def format_report(report: Report, max_listed: int = 5) -> str:
     """Human-readable report: a table of folder counts, then each kind of problem with its first files."""
-    lines = [f"FVRID dataset check: {report.root}" + (" (fast: no decode, size or duplicate check)" if report.fast else ""),
+    fast = " (fast: no decode, size or duplicate check)" if report.fast else ""
+    lines = [f"FVRID dataset check: {report.root}" + fast,
              "", f"{'folder':<28} {'images':>8} {'ids':>7} {'cams':>6} {'junk':>6}"]
     for stats in report.folders:
         if not stats.exists:

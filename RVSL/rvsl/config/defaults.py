@@ -4,7 +4,8 @@ The defaults are the published method's (ECCV 2022) architecture, loss weights, 
 learning-rate schedule as its YAML writes it, on a plain ResNet-50 with ImageNet pixel statistics.
 ``configs/FVRID.yml`` is the published run as written (ResNet-50-IBN-a, the reference YAML's pixel
 statistics), ``configs/FVRID_reference.yml`` the reference code as it actually ran, and
-``configs/demo.yml`` the small CPU setting; ``configs/*.yml`` hold only what differs. Merge order: these defaults, then ``-c FILE``,
+``configs/demo.yml`` the small CPU setting; ``configs/*.yml`` hold only what differs. Merge order: these
+defaults, then ``-c FILE``,
 then ``KEY VALUE`` pairs from the command line (see :func:`rvsl.config.load_config`).
 """
 

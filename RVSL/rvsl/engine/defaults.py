@@ -27,7 +27,8 @@ AddArguments = Callable[[argparse.ArgumentParser], None]
 
 def default_argument_parser(description: str, training: bool = True,
                             add_arguments: Optional[AddArguments] = None) -> argparse.ArgumentParser:
-    """The reference code's command line: ``-c CONFIG``, ``--resume`` / ``--auto-resume`` (trainers only), a script's own flags
+    """The reference code's command line: ``-c CONFIG``, ``--resume`` / ``--auto-resume`` (trainers only), a
+    script's own flags
     (``add_arguments(parser)``), then ``KEY VALUE`` pairs. An unknown flag is argparse's usage error (exit 2)."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("-c", "--config_file", "--config-file", default="", metavar="FILE", help="YAML config file")

@@ -24,8 +24,10 @@ def add_test_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-t", "--test", action="store_true", help="evaluation (the reference code's flag)")
 
 
-def build_evaluators(cfg: CfgNode, num_query: int, vis_dir: Optional[Union[str, Path]] = None) -> List[DatasetEvaluator]:
-    """ReID metrics (TEST.DISTANCE, TEST.RERANK*) and image quality; pictures (TEST.VIS_NUM) into ``vis_dir`` if given."""
+def build_evaluators(cfg: CfgNode, num_query: int,
+                     vis_dir: Optional[Union[str, Path]] = None) -> List[DatasetEvaluator]:
+    """ReID metrics (TEST.DISTANCE, TEST.RERANK*) and image quality; pictures (TEST.VIS_NUM) into ``vis_dir``
+    if given."""
     test = cfg.TEST
     rerank = RerankParams(test.RERANK_K1, test.RERANK_K2, test.RERANK_LAMBDA) if test.RERANK else None
     reid = ReIDEvaluator(num_query, test.DISTANCE, rerank)

@@ -58,7 +58,8 @@ class StageStep:
         term = lsgan_loss(self.discriminators[domain](generated), True)
         return term, AdversarialPair(domain, real.detach(), generated.detach())
 
-    def synthetic(self, batch: Dict, reid: float, translation: float, ec: float, prefix: str = "") -> Tuple[Losses, Dict]:
+    def synthetic(self, batch: Dict, reid: float, translation: float, ec: float,
+                  prefix: str = "") -> Tuple[Losses, Dict]:
         """Supervised losses of synthetic pairs: ReID on both branches, translation to the twin, EC."""
         w = self.weights
         clear, hazy, pids = batch["clear"], batch["hazy"], batch["pid"]

@@ -55,7 +55,8 @@ class TensorBoardWriter:
             self._writer = SummaryWriter(log_dir=str(output_dir))
 
     def scalars(self, step: int, values: Mapping[str, Any]) -> None:
-        """Every number of a (nested) dict under its path, e.g. ``loss/reid_clear``, ``lr/model``, ``val/syn_val/fusion/mAP``."""
+        """Every number of a (nested) dict under its path, e.g. ``loss/reid_clear``, ``lr/model``,
+        ``val/syn_val/fusion/mAP``."""
         if self._writer is None:
             return
         for tag, value in flatten(values).items():

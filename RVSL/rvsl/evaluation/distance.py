@@ -87,7 +87,8 @@ def compute_distance(
     metric: str = "euclidean",
     chunk_size: int = DEFAULT_DISTANCE_CHUNK,
 ) -> torch.Tensor:
-    """Q x G float32 distances (squared Euclidean or 1 - cosine) on the features' device, ``chunk_size`` rows at a time."""
+    """Q x G float32 distances (squared Euclidean or 1 - cosine) on the features' device, ``chunk_size`` rows
+    at a time."""
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
     q, g, q_sq, g_sq = prepare_features(qf, gf, metric)

@@ -52,6 +52,8 @@ def triplet_loss(features: torch.Tensor, targets: torch.Tensor, margin: float = 
     return F.relu(hardest_pos[valid] - hardest_neg[valid] + margin).mean()
 
 
-def reid_loss(output: ReIDOutput, targets: torch.Tensor, label_smooth: float = 0.0, margin: float = 0.3) -> torch.Tensor:
-    """Cross-entropy on ``output.logits`` plus batch-hard triplet on ``output.global_feat`` (BNNeck, Luo et al. 2019)."""
+def reid_loss(output: ReIDOutput, targets: torch.Tensor, label_smooth: float = 0.0,
+              margin: float = 0.3) -> torch.Tensor:
+    """Cross-entropy on ``output.logits`` plus batch-hard triplet on ``output.global_feat`` (BNNeck, Luo et al.
+    2019)."""
     return cross_entropy(output.logits, targets, label_smooth) + triplet_loss(output.global_feat, targets, margin)

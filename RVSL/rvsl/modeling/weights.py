@@ -16,7 +16,8 @@ _SHOWN = 5  # skipped keys named in the log; the caller gets all of them
 
 
 def load_matching_state(module: nn.Module, state: Mapping[str, torch.Tensor]) -> Tuple[List[str], List[str]]:
-    """Copy the tensors of ``state`` whose name and shape match ``module``; return (loaded keys, skipped with reason)."""
+    """Copy the tensors of ``state`` whose name and shape match ``module``; return (loaded keys, skipped with
+    reason)."""
     own = module.state_dict()
     matched: Dict[str, torch.Tensor] = {}
     skipped: List[str] = []
@@ -69,5 +70,6 @@ def load_backbone_weights(model: nn.Module, payload: Any, source: str) -> None:
             mapped[f"reid.{key}"] = value
     loaded, skipped = load_matching_state(model, mapped)
     if not loaded:
-        raise InputError(f"MODEL.PRETRAIN_PATH: no tensor of '{source}' matches the backbone {getattr(model, 'backbone_name', '')}")
+        raise InputError(f"MODEL.PRETRAIN_PATH: no tensor of '{source}' matches the backbone "
+                         f"{getattr(model, 'backbone_name', '')}")
     logger.info("ImageNet weights from %s: %d tensors loaded, %d skipped", source, len(loaded), len(skipped))

@@ -1,7 +1,8 @@
 """File I/O: atomic writes (bytes, JSON, images), and the one safe loader of checkpoint files.
 
-Writes go to a hidden temporary file beside the target, renamed into place once complete: a reader (or a resumed run) therefore sees either the previous file or the finished new one, never
-half of one. Temporary names start with "." and end with :data:`TMP_SUFFIX`, so dataset scanners
+Writes go to a hidden temporary file beside the target, renamed into place once complete: a reader (or a
+resumed run) therefore sees either the previous file or the finished new one, never half of one. Temporary
+names start with "." and end with :data:`TMP_SUFFIX`, so dataset scanners
 ignore them and a resumed build can remove them.
 """
 
