@@ -219,12 +219,18 @@ def _warnings(caplog) -> list:
     return [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
 
 
-def test_unlabelled_real_train_names_are_never_parsed(tiny_fvrid, tmp_path, caplog, monkeypatch):
+def _parsed_names_on_a_copy(tiny_fvrid: Path, tmp_path: Path, monkeypatch) -> tuple:
+    """``(parsed, root)``: the list every later parse_name call appends its name to, and a copy of the tiny tree."""
     parsed = []
     original = fvrid.parse_name
     monkeypatch.setattr(fvrid, "parse_name", lambda name: parsed.append(str(name)) or original(name))
     root = tmp_path / "data"
     shutil.copytree(tiny_fvrid, root)
+    return parsed, root
+
+
+def test_unlabelled_real_train_names_are_never_parsed(tiny_fvrid, tmp_path, caplog, monkeypatch):
+    parsed, root = _parsed_names_on_a_copy(tiny_fvrid, tmp_path, monkeypatch)
     real = root / "FVRID_real" / "train_foggy"
     files = sorted(real.iterdir())
     for i, path in enumerate(files):
@@ -282,11 +288,7 @@ def test_stage_without_real_test_set(tiny_fvrid, tmp_path, caplog):
 
 def test_training_never_opens_the_dev_split(tiny_fvrid, tmp_path, caplog, monkeypatch):
     """The dev folders, even broken, do not matter to a training stage; the offline checker does check them."""
-    parsed = []
-    original = fvrid.parse_name
-    monkeypatch.setattr(fvrid, "parse_name", lambda name: parsed.append(str(name)) or original(name))
-    root = tmp_path / "data"
-    shutil.copytree(tiny_fvrid, root)
+    parsed, root = _parsed_names_on_a_copy(tiny_fvrid, tmp_path, monkeypatch)
     dev_query, dev_gallery = (root / rel for rel in EXPECTED_DEV_FOLDERS.values())
     noise_jpeg(dev_query / "not_a_vehicle_name.jpg", 1)
     noise_jpeg(dev_query / fvrid_name(2100, 3, 7), 2)      # identity 2100 is also a real hazy test identity
