@@ -58,14 +58,14 @@ ABLATIONS = {"no_ec": "LOSS.REAL_EC", "no_prior": "LOSS.REAL_PRIOR", "no_cycle":
              "no_adv": "LOSS.REAL_ADV"}
 # Training order over all seeds: phase by phase (what a --deadline cuts comes last).
 PHASES = (("stage1", "adabn", "control", "rvsl", "rvsl_adabn"), ("rvsl_no_stage2", "ceiling"), tuple(ABLATIONS))
-BRANCHES = ("hazy", "clear", "fusion")
+BRANCHES = ("hazy", "clear", "fused")
 SETS = {"dev": "REAL_FOGGY_DEV", "test": "REAL_FOGGY"}
 # Training runs see the real hazy test folders under names that do not exist: they never open them.
 HIDE_TEST = [item for f in layout.eval_folders("REAL_FOGGY")
              for item in (f"DATASETS.{f.key}", f"not_read_in_training/{f.rel}")]
 # Two-sided 95 % quantiles of Student's t by degrees of freedom (the paired intervals over seeds).
 T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
-CANDIDATES = ("syn_val/hazy/mAP", "syn_val/fusion/mAP", "real_proxy/cycle_psnr", "real_proxy/agreement",
+CANDIDATES = ("syn_val/hazy/mAP", "syn_val/fused/mAP", "real_proxy/cycle_psnr", "real_proxy/agreement",
               "real_proxy/knn_overlap", "last")
 # What each stage's candidates are read against with --choice-study: its own labelled test set (stage 2:
 # REAL_CLEAR, read by the clear branch; stage 3: REAL_FOGGY, read by the hazy branch), which none of them reads.

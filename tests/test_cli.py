@@ -221,13 +221,13 @@ def test_inference_writes_metrics_json(flawed_run, demo_data, tmp_path, test_set
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["test_set"] == test_set
-    for path in ("clear", "hazy", "fusion"):
+    for path in ("clear", "hazy", "fused"):
         assert set(metrics[path]) == {"mAP", "rank1", "rank5", "rank10", "mINP"}
         assert all(0.0 <= v <= 1.0 for v in metrics[path].values())
     assert ("quality" in metrics) == (test_set == "SYN")
     if test_set == "SYN":  # the same checkpoint on the same set: inference.py repeats the trainer's validation
         recorded = json.loads((out / "history.json").read_text())["epochs"][-1]["metrics"]["test_labels"]
-        for branch in ("clear", "hazy", "fusion"):
+        for branch in ("clear", "hazy", "fused"):
             for name, value in recorded[branch].items():
                 assert metrics[branch][name] == pytest.approx(value, abs=1e-6), (branch, name)
 
@@ -244,7 +244,7 @@ def test_inference_reads_at_the_checkpoints_size_unless_given(flawed_run, demo_d
     metrics = json.loads((tmp_path / "own" / "metrics.json").read_text())
     assert metrics["input_size"] == [32, 32]
     recorded = json.loads((out / "history.json").read_text())["epochs"][-1]["metrics"]["test_labels"]
-    assert metrics["fusion"]["mAP"] == pytest.approx(recorded["fusion"]["mAP"], abs=1e-6)
+    assert metrics["fused"]["mAP"] == pytest.approx(recorded["fused"]["mAP"], abs=1e-6)
 
     given = run_cli([*base, "INPUT.SIZE_TEST", "[48, 48]", "OUTPUT_DIR", str(tmp_path / "given")])
     assert given.returncode == 0, given.stderr[-3000:]

@@ -81,7 +81,7 @@ def test_cuda_evaluation_matches_cpu(tiny_fvrid, tmp_path):
     on_gpu = inference_on_dataset(trainer.model, loader, build_evaluators(trainer.cfg, num_query), CUDA)
     model = trainer.model.to("cpu", memory_format=torch.contiguous_format)
     on_cpu = inference_on_dataset(model, loader, build_evaluators(trainer.cfg, num_query), "cpu")
-    for branch in ("clear", "hazy", "fusion"):
+    for branch in ("clear", "hazy", "fused"):
         for metric, value in on_cpu[branch].items():
             assert on_gpu[branch][metric] == pytest.approx(value, abs=1e-6), (branch, metric)
 

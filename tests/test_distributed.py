@@ -292,7 +292,7 @@ def test_two_process_evaluation_equals_one_process_evaluation(stage1_runs):
     assert rank0["paths"] == one["paths"]
     for branch in ("clear", "hazy"):
         assert torch.equal(rank0["features"][branch], one["features"][branch])
-    assert set(one["metrics"]) == {"clear", "hazy", "fusion", "quality"}
+    assert set(one["metrics"]) == {"clear", "hazy", "fused", "quality"}
 
 
 def test_only_rank0_writes(stage1_runs):

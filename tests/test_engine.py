@@ -141,7 +141,7 @@ def test_nonfinite_discriminator_alone_stops_the_run(tiny_fvrid, tmp_path, monke
 def test_checkpoint_round_trip_with_weights_only(tiny_fvrid, tmp_path):
     trainer = Trainer(make_cfg(tiny_fvrid, tmp_path, "STAGE1"), torch.device("cpu"))
     trainer.train_iteration([next(trainer._batches(0))])
-    trainer.record = {"epoch": 1, "metrics": {"syn_val": {"fusion": {"mAP": 0.5}}}}
+    trainer.record = {"epoch": 1, "metrics": {"syn_val": {"fused": {"mAP": 0.5}}}}
     trainer.save("last")
     payload = torch.load(tmp_path / "checkpoint" / "last.pth", map_location="cpu", weights_only=True)
     for key in ("model", "discriminators", "optimizer.model", "optimizer.disc", "scheduler.warmup", "scheduler.decay",

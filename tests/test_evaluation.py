@@ -26,6 +26,7 @@ from rvsl.evaluation import (
     ssim,
 )
 from rvsl.evaluation import rerank as rerank_module  # its memory budget is patched in a test
+from rvsl.modeling import RVSL
 
 
 
@@ -295,7 +296,7 @@ def feature_batches(clear: torch.Tensor, hazy: torch.Tensor, pids: torch.Tensor,
              {"clear": clear[s:s + size], "hazy": hazy[s:s + size]}) for s in range(0, clear.shape[0], size)]
 
 
-def test_reid_evaluator_reset_process_evaluate_and_fusion():
+def test_reid_evaluator_reset_process_evaluate_and_fused():
     qf, gf, q_pids, g_pids, q_cams, g_cams = make_features(seed=4)
     clear = torch.cat([qf, gf])
     hazy = clear + 0.5 * torch.randn(clear.shape, generator=torch.Generator().manual_seed(1))
@@ -305,15 +306,15 @@ def test_reid_evaluator_reset_process_evaluate_and_fusion():
     for batch, outputs in feature_batches(clear, hazy, pids, cams):
         ev.process(batch, outputs)
     out = ev.evaluate()
-    assert set(out) == {"clear", "hazy", "fusion"}
+    assert set(out) == {"clear", "hazy", "fused"}
     for metrics in out.values():
         assert set(metrics) == {"mAP", "rank1", "rank5", "rank10", "mINP"}
         assert all(isinstance(v, float) and 0.0 <= v <= 1.0 for v in metrics.values())
     fused = (F.normalize(clear, dim=1) + F.normalize(hazy, dim=1)) / 2
     dist = ((fused[:nq, None].double() - fused[None, nq:].double()) ** 2).sum(-1).numpy()  # squared Euclidean
     cmc, mean_ap, minp = plain_rank(dist, *(x.numpy() for x in (q_pids, g_pids, q_cams, g_cams)))
-    assert out["fusion"]["mAP"] == pytest.approx(mean_ap, abs=1e-6)
-    assert out["fusion"]["rank5"] == pytest.approx(cmc[4], abs=1e-6)
+    assert out["fused"]["mAP"] == pytest.approx(mean_ap, abs=1e-6)
+    assert out["fused"]["rank5"] == pytest.approx(cmc[4], abs=1e-6)
     hazy_dist = ((hazy[:nq, None].double() - hazy[None, nq:].double()) ** 2).sum(-1).numpy()
     assert out["hazy"]["mINP"] == pytest.approx(plain_rank(hazy_dist, q_pids.numpy(), g_pids.numpy(),
                                                            q_cams.numpy(), g_cams.numpy())[2], abs=1e-6)
@@ -345,7 +346,8 @@ class _Embedding(NamedTuple):
 
 
 class FakeModel(torch.nn.Module):
-    """The model contract in miniature: forward / encode / embed / render_clear / render_hazy on images in [0, 1].
+    """The model contract in miniature: forward / encode / embed / render_clear / render_hazy on images in [0, 1]
+    (translate and cycle are RVSL's own, on top of these).
 
     E_C reads the image as is, E_H scales it by 0.9; features are 2 x a linear map of 4 x 4 block means.
     """
@@ -367,11 +369,14 @@ class FakeModel(torch.nn.Module):
     def forward(self, images: torch.Tensor, branch: str = "hazy") -> torch.Tensor:
         return self.embed(self.encode(images, branch)[1]).bn_feat
 
-    def render_clear(self, f1: torch.Tensor, r1: torch.Tensor) -> torch.Tensor:
+    def render_clear(self, f1: torch.Tensor, r1: torch.Tensor, out_size=None) -> torch.Tensor:
         return F.interpolate(f1, scale_factor=2.0).clamp(0, 1)
 
-    def render_hazy(self, f1: torch.Tensor, r1: torch.Tensor) -> torch.Tensor:
+    def render_hazy(self, f1: torch.Tensor, r1: torch.Tensor, out_size=None) -> torch.Tensor:
         return (0.8 * F.interpolate(f1, scale_factor=2.0) + 0.2).clamp(0, 1)
+
+    translate = RVSL.translate
+    cycle = RVSL.cycle
 
 
 def hand_feature(model: FakeModel, images: torch.Tensor, scale: float) -> np.ndarray:
@@ -477,14 +482,14 @@ def test_picture_evaluator_writes_rank_lists_and_triplets(tmp_path):
     assert pictures.needs(loader[0]) == {"dehazed", "cycled"}
     rec = Recorder()
     out = inference_on_dataset(model, loader, [reid, pictures, rec], "cpu")
-    assert set(out) == {"clear", "hazy", "fusion", "recorded"}
+    assert set(out) == {"clear", "hazy", "fused", "recorded"}
     assert pictures.needs(loader[0]) == frozenset()  # full: later batches are run without generator images
     assert [set(o) >= {"dehazed", "cycled"} for _, o in rec.seen] == [True, True] + [False] * (len(loader) - 2)
-    for name in ("rank_clear.png", "rank_hazy.png", "rank_fusion.png"):
+    for name in ("rank_clear.png", "rank_hazy.png", "rank_fused.png"):
         picture = cv2.imread(str(tmp_path / "vis" / name))
         assert picture is not None and picture.shape[0] == num_q * 128, name
     assert sorted(p.name for p in (tmp_path / "vis").iterdir()) == [  # written atomically: no temporaries left
-        "rank_clear.png", "rank_fusion.png", "rank_hazy.png", "triplets.png"]
+        "rank_clear.png", "rank_fused.png", "rank_hazy.png", "triplets.png"]
     triplets = cv2.imread(str(tmp_path / "vis" / "triplets.png"))
     assert triplets.shape == (7 * 32, 3 * 32, 3)
     first = torch.cat([b["img"] for b in loader])[:7]
@@ -497,7 +502,7 @@ def test_inference_on_dataset_merges_and_refuses_clashes(tmp_path):
     rec = Recorder()
     evaluators = [ReIDEvaluator(num_q, rerank=RerankParams(4, 2, 0.3)), ImageQualityEvaluator(), rec]
     out = inference_on_dataset(FakeModel(), loader, evaluators, torch.device("cpu"))
-    assert set(out) == {"clear", "hazy", "fusion", "recorded"}  # no twin: no quality
+    assert set(out) == {"clear", "hazy", "fused", "recorded"}  # no twin: no quality
     assert all(set(outputs) == {"clear", "hazy"} for _, outputs in rec.seen)  # and no generator run for it
     with pytest.raises(ValueError, match="already given"):
         inference_on_dataset(FakeModel(), loader, [Recorder("a"), Recorder("a")], "cpu")

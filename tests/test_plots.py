@@ -33,7 +33,7 @@ def test_plot_losses_writes_a_png_of_the_asked_size(tmp_path):
 def test_tensorboard_scalars_and_strip_are_written(tmp_path):
     event_accumulator = pytest.importorskip("tensorboard.backend.event_processing.event_accumulator")
     writer = TensorBoardWriter(tmp_path)
-    writer.scalars(1, {"loss": {"reid": 2.5}, "lr": {"reid": 3e-4}, "val": {"fusion": {"mAP": 0.25}}, "note": "x"})
+    writer.scalars(1, {"loss": {"reid": 2.5}, "lr": {"reid": 3e-4}, "val": {"fused": {"mAP": 0.25}}, "note": "x"})
     writer.scalars(2, {"loss": {"reid": 1.5}})
     model = build_model(load_config(None, TINY_OPTS), 4)
     images = torch.rand(2, 3, 32, 32)
@@ -44,7 +44,7 @@ def test_tensorboard_scalars_and_strip_are_written(tmp_path):
     acc = event_accumulator.EventAccumulator(str(tmp_path), size_guidance={"images": 0})
     acc.Reload()
     assert [(e.step, e.value) for e in acc.Scalars("loss/reid")] == [(1, 2.5), (2, 1.5)]
-    assert acc.Scalars("val/fusion/mAP")[0].value == 0.25 and acc.Scalars("lr/reid")[0].value == pytest.approx(3e-4)
+    assert acc.Scalars("val/fused/mAP")[0].value == 0.25 and acc.Scalars("lr/reid")[0].value == pytest.approx(3e-4)
     image = acc.Images("translation")[0]
     assert (image.height, image.width) == (64, 96)
     assert flatten({"a": {"b": 1, "c": True}}) == {"a/b": 1.0}

@@ -229,7 +229,7 @@ def test_reference_file_evaluates_end_to_end_through_inference(tiny_fvrid, tmp_p
     assert result.returncode == 0, result.stderr[-3000:]
     assert "reference format" in result.stderr
     metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
-    assert all(0.0 <= metrics[p]["mAP"] <= 1.0 for p in ("clear", "hazy", "fusion"))
+    assert all(0.0 <= metrics[p]["mAP"] <= 1.0 for p in ("clear", "hazy", "fused"))
 
 
 def test_trainer_starts_from_a_reference_file(tiny_fvrid, tmp_path):

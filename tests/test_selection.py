@@ -107,7 +107,7 @@ def test_default_checkpoint_choice_reads_no_test_label(config, stage):
 
     cfg = load_config(str(ROOT / config) if config else None, [], stage=stage)
     hook = BestMetricHook(cfg.SOLVER.BEST_METRIC)
-    reid = lambda v: {b: {"mAP": v, "rank1": v, "mINP": v} for b in ("clear", "hazy", "fusion")}  # noqa: E731
+    reid = lambda v: {b: {"mAP": v, "rank1": v, "mINP": v} for b in ("clear", "hazy", "fused")}  # noqa: E731
     proxies = lambda v: {"cycle_psnr": v, "agreement": v, "knn_overlap": v}  # noqa: E731
     for epoch, (test, free) in enumerate([(0.9, 0.1), (0.1, 0.2)], start=1):
         trainer = SimpleNamespace(record={"epoch": epoch, "metrics": {

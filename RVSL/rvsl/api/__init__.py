@@ -1,5 +1,5 @@
 """Using a trained model: the Predictor, feature extraction, search, dehazing and ONNX export."""
 
-from .predictor import Predictor, fused_features, image_paths
+from .predictor import Predictor, image_paths
 
-__all__ = ["Predictor", "fused_features", "image_paths"]
+__all__ = ["Predictor", "image_paths"]

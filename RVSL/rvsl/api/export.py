@@ -3,7 +3,7 @@
 Each graph takes one float32 input ``images``, N x 3 x H x W RGB in [0, 1] at the checkpoint's
 ``INPUT.SIZE_TEST`` (normalisation is inside the graph), with a dynamic batch dimension:
 ``reid_clear`` / ``reid_hazy`` give the BN feature of one branch, ``reid_fused`` the evaluator's
-fusion, ``dehaze`` G_C(E_H(images)).
+fused feature, ``dehaze`` G_C(E_H(images)).
 """
 
 import argparse
@@ -20,7 +20,6 @@ from ..engine.model_io import load_inference_model, size_override, test_size
 from ..modeling import RVSL
 from ..utils.io import atomic_path
 from .commands import output_folder, weight_argument
-from .predictor import fused_features
 
 logger = logging.getLogger(__name__)
 
@@ -48,7 +47,7 @@ class FusedFeature(nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """B x feat_dim fused features."""
-        return fused_features(self.model(images, "clear"), self.model(images, "hazy"))
+        return self.model.fused_feature(self.model(images, "clear"), self.model(images, "hazy"))
 
 
 class Dehaze(nn.Module):
@@ -60,7 +59,7 @@ class Dehaze(nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """B x 3 x H x W dehazed images."""
-        return self.model.render_clear(*self.model.encode(images, "hazy"))
+        return self.model.translate(images, "hazy")
 
 
 def export_graphs(model: RVSL) -> Dict[str, nn.Module]:

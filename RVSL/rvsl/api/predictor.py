@@ -40,11 +40,6 @@ def image_paths(source: Union[str, Path], key: str = "") -> List[str]:
     raise InputError(f"{key + ': ' if key else ''}no such file or folder: {source}")
 
 
-def fused_features(clear: torch.Tensor, hazy: torch.Tensor) -> torch.Tensor:
-    """The evaluator's "fusion": the mean of the L2-normalised clear and hazy features."""
-    return (F.normalize(clear, dim=1) + F.normalize(hazy, dim=1)) / 2
-
-
 def _as_batch(image: Union[np.ndarray, torch.Tensor], size: Tuple[int, int]) -> torch.Tensor:
     """N x 3 x H x W float in [0, 1] at ``size`` from uint8 RGB arrays (H x W x 3, N x H x W x 3) or tensors.
 
@@ -147,11 +142,11 @@ class Predictor:
         """{"clear", "hazy", "fused"}: N x D float32 test-time features (BN features; fused as in evaluation)."""
         def step(batch: torch.Tensor) -> Dict[str, torch.Tensor]:
             clear, hazy = self.model(batch, "clear").float(), self.model(batch, "hazy").float()
-            return {"clear": clear, "hazy": hazy, "fused": fused_features(clear, hazy)}
+            return {"clear": clear, "hazy": hazy, "fused": self.model.fused_feature(clear, hazy)}
         return self._run(images, step)
 
     def _dehaze(self, batch: torch.Tensor) -> Dict[str, torch.Tensor]:
-        return {"out": self.model.render_clear(*self.model.encode(batch, "hazy"))}
+        return {"out": self.model.translate(batch, "hazy")}
 
     def dehaze(self, images: Images) -> np.ndarray:
         """G_C(E_H(image)): N x 3 x H x W float32 RGB in [0, 1] at SIZE_TEST."""
@@ -163,4 +158,4 @@ class Predictor:
 
     def rehaze(self, images: Images) -> np.ndarray:
         """G_H(E_C(image)): N x 3 x H x W float32 RGB in [0, 1] at SIZE_TEST."""
-        return self._run(images, lambda b: {"out": self.model.render_hazy(*self.model.encode(b, "clear"))})["out"]
+        return self._run(images, lambda b: {"out": self.model.translate(b, "clear")})["out"]

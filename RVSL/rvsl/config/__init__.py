@@ -9,6 +9,7 @@ from yacs.config import CfgNode
 
 from ..data import layout
 from ..evaluation.distance import METRICS as DISTANCES
+from ..evaluation.evaluator import RANKED_BRANCHES
 from ..modeling.backbones import BACKBONE_NAMES as MODEL_NAMES
 from ..modeling.generator import GENERATOR_STYLES
 from ..utils.errors import InputError
@@ -42,7 +43,7 @@ _POSITIVE = ("SOLVER.MAX_EPOCHS", "DATALOADER.NUM_IDENTITIES", "DATALOADER.NUM_I
 def best_metric_choices() -> Tuple[str, ...]:
     """Every valid ``SOLVER.BEST_METRIC`` (see its comment in ``defaults.py``)."""
     ranked = [f"{source}/{branch}/{metric}" for source in ("syn_val", "test_labels")
-              for branch in ("clear", "hazy", "fusion") for metric in ("mAP", "rank1", "mINP")]
+              for branch in RANKED_BRANCHES for metric in ("mAP", "rank1", "mINP")]
     return ("last", *ranked, *(f"real_proxy/{proxy}" for proxy in REAL_PROXIES))
 
 
@@ -83,7 +84,7 @@ def check_config(cfg: CfgNode) -> None:
         raise InputError(f"SOLVER.MAX_NONFINITE must be 0 (no check) or positive, got {cfg.SOLVER.MAX_NONFINITE}")
     if cfg.SOLVER.BEST_METRIC not in best_metric_choices():
         raise InputError(f"SOLVER.BEST_METRIC is {cfg.SOLVER.BEST_METRIC!r}; expected last, "
-                         "syn_val/BRANCH/METRIC, test_labels/BRANCH/METRIC (BRANCH clear, hazy or fusion; "
+                         "syn_val/BRANCH/METRIC, test_labels/BRANCH/METRIC (BRANCH clear, hazy or fused; "
                          f"METRIC mAP, rank1 or mINP) or real_proxy/PROXY (PROXY {' or '.join(REAL_PROXIES)})")
     for key in ("INPUT.SIZE_TRAIN", "INPUT.SIZE_TEST"):
         size = _get(cfg, key)

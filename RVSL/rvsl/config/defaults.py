@@ -199,7 +199,7 @@ _C.SOLVER.MAX_NONFINITE = 5
 # Which validation figure selects best.pth (higher is better); none of the label-free choices reads a
 # real label:
 #   "syn_val/<branch>/<metric>"  the synthetic validation split held out of the training identities
-#                                (VAL.SYN_IDENTITIES); branch clear/hazy/fusion, metric mAP/rank1/mINP
+#                                (VAL.SYN_IDENTITIES); branch clear/hazy/fused, metric mAP/rank1/mINP
 #   "real_proxy/<proxy>"         label-free proxies on held-out unlabelled real images of stages 2-3
 #                                (VAL.REAL_IMAGES): cycle_psnr, agreement or knn_overlap (rvsl/evaluation/proxies.py)
 #   "last"                       the last epoch (default: on the demo data no candidate was shown to

@@ -4,8 +4,9 @@
 import json
 from typing import Dict, List, Sequence
 
+from ..evaluation.evaluator import RANKED_BRANCHES as BRANCHES
+
 COLUMNS = ("mAP", "rank1", "rank5", "rank10", "mINP")
-BRANCHES = ("clear", "hazy", "fusion")
 HEADER = f"{'branch':<7} " + " ".join(f"{c:>7}" for c in COLUMNS)
 
 

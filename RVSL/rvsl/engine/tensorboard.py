@@ -12,7 +12,7 @@ logger = logging.getLogger(__name__)
 
 
 def flatten(values: Mapping[str, Any], prefix: str = "") -> Dict[str, float]:
-    """``{"val": {"fusion": {"mAP": 0.5}}}`` -> ``{"val/fusion/mAP": 0.5}``; non-numbers are left out."""
+    """``{"val": {"fused": {"mAP": 0.5}}}`` -> ``{"val/fused/mAP": 0.5}``; non-numbers are left out."""
     flat: Dict[str, float] = {}
     for key, value in values.items():
         name = f"{prefix}/{key}" if prefix else str(key)
@@ -31,8 +31,7 @@ def translation_strip(model: RVSL, images: torch.Tensor) -> torch.Tensor:
     was_training = model.training
     model.eval()
     try:
-        dehazed = model.render_clear(*model.encode(images, "hazy"), out_size=tuple(images.shape[-2:]))
-        rehazed = model.render_hazy(*model.encode(dehazed, "clear"), out_size=tuple(images.shape[-2:]))
+        dehazed, rehazed = model.cycle(images, "hazy", out_size=tuple(images.shape[-2:]))
     finally:
         model.train(was_training)
     rows = torch.cat([images.float(), dehazed.float(), rehazed.float()], dim=3)  # B x 3 x H x 3W
@@ -56,7 +55,7 @@ class TensorBoardWriter:
 
     def scalars(self, step: int, values: Mapping[str, Any]) -> None:
         """Every number of a (nested) dict under its path, e.g. ``loss/reid_clear``, ``lr/model``,
-        ``val/syn_val/fusion/mAP``."""
+        ``val/syn_val/fused/mAP``."""
         if self._writer is None:
             return
         for tag, value in flatten(values).items():

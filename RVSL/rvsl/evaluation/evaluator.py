@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from ..modeling.rvsl_model import DOMAINS as BRANCHES
+from ..modeling.rvsl_model import RVSL
 from ..utils import comm
 from ..utils.misc import autocast, to_device
 from .base import DatasetEvaluator
@@ -43,14 +44,17 @@ class RerankParams(NamedTuple):
     lambda_value: float = 0.3
 
 
+FUSED = "fused"
+RANKED_BRANCHES = (*BRANCHES, FUSED)  # the branches a ReID evaluation reports, in this order
+
 class ReIDEvaluator(DatasetEvaluator):
     """Ranking metrics of the clear, hazy and fused branches; the first ``num_query`` rows are queries.
 
     ``distance`` is "euclidean" (squared Euclidean, which ranks like Euclidean) or "cosine"; ``rerank``
     re-ranks the distances. Features stay on the device they arrive on (float32), so on a GPU the ranking
     runs there too: 2 x images x dim x 4 bytes (0.7 GB for VeRi-Wild-small at d=2048). ``evaluate`` gives,
-    per branch ("clear", "hazy", and "fusion" = mean of the two L2-normalised features when both were
-    given), {"mAP", "rank1", "rank5", "rank10", "mINP"} as fractions.
+    per branch of :data:`RANKED_BRANCHES` ("clear", "hazy", and "fused" = :meth:`RVSL.fused_feature` of the
+    two when both were given), {"mAP", "rank1", "rank5", "rank10", "mINP"} as fractions.
     """
 
     def __init__(self, num_query: int, distance: str = "euclidean", rerank: Optional[RerankParams] = None) -> None:
@@ -82,9 +86,9 @@ class ReIDEvaluator(DatasetEvaluator):
 
     @property
     def branches(self) -> List[str]:
-        """The branches processed, plus "fusion" when both were."""
+        """The branches processed, plus "fused" when both were."""
         names = [b for b in BRANCHES if b in self._feats]
-        return names + (["fusion"] if len(names) == len(BRANCHES) else [])
+        return names + ([FUSED] if len(names) == len(BRANCHES) else [])
 
     def process(self, batch: Mapping, outputs: Mapping[str, torch.Tensor]) -> None:
         """Add a batch: ids (and "path") from ``batch``, B x D features of "clear" and/or "hazy" from ``outputs``."""
@@ -127,11 +131,11 @@ class ReIDEvaluator(DatasetEvaluator):
             self._paths += state["paths"]
 
     def features(self, name: str) -> torch.Tensor:
-        """All rows of one branch's features ("clear", "hazy" or "fusion")."""
-        if name == "fusion":
+        """All rows of one branch's features ("clear", "hazy" or "fused")."""
+        if name == FUSED:
             if set(self._feats) != set(BRANCHES):
-                raise ValueError("fusion needs both clear and hazy features")
-            return (F.normalize(self.features("clear"), dim=1) + F.normalize(self.features("hazy"), dim=1)) / 2
+                raise ValueError("the fused feature needs both clear and hazy features")
+            return RVSL.fused_feature(self.features("clear"), self.features("hazy"))
         if name not in self._feats:
             raise ValueError(f"no {name!r} features were processed (have {sorted(self._feats)})")
         return torch.cat(self._feats[name])
@@ -151,7 +155,7 @@ class ReIDEvaluator(DatasetEvaluator):
         return evaluate_rank(re_ranking(qf, gf, *self.rerank, metric=self.distance), *ids)
 
     def evaluate(self) -> Dict[str, Dict[str, float]]:
-        """Ranking metrics for each branch (and fusion when both branches are present)."""
+        """Ranking metrics for each branch (and the fused feature when both branches are present)."""
         ids = self._ids()
         results: Dict[str, Dict[str, float]] = {}
         for name in self.branches:
@@ -202,11 +206,11 @@ def run_model(model: torch.nn.Module, batch: Mapping, device: torch.device,
     clear_input = img if twin is None else twin
     outputs = {"clear": model(clear_input, "clear").float(), "hazy": model(img, "hazy").float()}
     if needs & {"dehazed", "cycled"}:
-        outputs["dehazed"] = _same_size(model.render_clear(*model.encode(img, "hazy")), img)
+        outputs["dehazed"] = _same_size(model.translate(img, "hazy"), img)
     if "rehazed" in needs and twin is not None:
-        outputs["rehazed"] = _same_size(model.render_hazy(*model.encode(twin, "clear")), img)
+        outputs["rehazed"] = _same_size(model.translate(twin, "clear"), img)
     if "cycled" in needs:
-        outputs["cycled"] = _same_size(model.render_hazy(*model.encode(outputs["dehazed"], "clear")), img)
+        outputs["cycled"] = _same_size(model.translate(outputs["dehazed"], "clear"), img)
     return outputs
 
 

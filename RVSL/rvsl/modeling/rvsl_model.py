@@ -165,6 +165,25 @@ class RVSL(nn.Module):
         """G_C: a clear image in [0, 1] from E_H's (F1, R1); ``out_size`` defaults to twice F1's size."""
         return self.gen_clear(f1, r1, out_size)
 
+    def translate(self, images: torch.Tensor, domain: str,
+                  out_size: Optional[Tuple[int, int]] = None) -> torch.Tensor:
+        """``images`` of ``domain`` rendered in the other one: "hazy" -> G_C(E_H(x)) (dehazed), "clear" ->
+        G_H(E_C(x)) (hazed); ``out_size`` defaults to twice F1's size."""
+        f1, r1 = self.encode(images, domain)
+        render = self.render_clear if domain == "hazy" else self.render_hazy
+        return render(f1, r1, out_size)
+
+    def cycle(self, images: torch.Tensor, domain: str,
+              out_size: Optional[Tuple[int, int]] = None) -> Tuple[torch.Tensor, torch.Tensor]:
+        """(translated, cycled): ``images`` of ``domain`` translated to the other domain, then back."""
+        translated = self.translate(images, domain, out_size)
+        return translated, self.translate(translated, OTHER[domain], out_size)
+
+    @staticmethod
+    def fused_feature(clear: torch.Tensor, hazy: torch.Tensor) -> torch.Tensor:
+        """The fused test-time feature: the mean of the L2-normalised clear-branch and hazy-branch features."""
+        return (F.normalize(clear, dim=1) + F.normalize(hazy, dim=1)) / 2
+
     def forward(self, images: torch.Tensor, branch: str = "hazy") -> torch.Tensor:
         """The test-time feature: float32 BN feature (B x feat_dim) of images in [0, 1] through one branch.
 
