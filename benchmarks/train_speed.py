@@ -223,11 +223,14 @@ def time_extract_command(cfg, setting: str, device: torch.device, count: int, ba
                          "config": config_to_dict(cfg), "metrics": {}, "num_classes": NUM_CLASSES}, weight)
         warm = write_jpegs(root / "warm", min(count, 2 * batch_size), size, seed=1)
         images = write_jpegs(root / "images", count, size)
-        run_extract(cfg, argparse.Namespace(weight=str(weight), input=str(warm), output=str(root / "out_warm")))
+        def command(folder: Path, out: str) -> argparse.Namespace:  # extract.py's arguments, no overrides
+            return argparse.Namespace(weight=str(weight), input=str(folder), output=str(root / out), opts=[])
+
+        run_extract(cfg, command(warm, "out_warm"))
         reset_peak(device)
         synchronize(device)
         start = time.perf_counter()
-        run_extract(cfg, argparse.Namespace(weight=str(weight), input=str(images), output=str(root / "out")))
+        run_extract(cfg, command(images, "out"))
         synchronize(device)
         seconds = time.perf_counter() - start
     return {"stage": "extract.py", "setting": setting, "step_s": seconds * batch_size / count,
