@@ -2,7 +2,7 @@
 
 import re
 from pathlib import Path
-from typing import List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import yaml
 from yacs.config import CfgNode
@@ -16,7 +16,7 @@ from ..utils.errors import InputError
 from .defaults import _C
 
 __all__ = ["CfgNode", "get_cfg_defaults", "load_config", "check_config", "config_from_dict", "config_to_dict",
-           "STAGES", "TEST_SETS", "MODEL_NAMES"]
+           "with_values", "STAGES", "TEST_SETS", "MODEL_NAMES"]
 
 # A YAML config may start from another: ``_BASE_: FVRID.yml`` (relative to the file) merges that one first.
 BASE_KEY = "_BASE_"
@@ -208,6 +208,20 @@ def config_from_dict(data: dict, source: str = "checkpoint") -> CfgNode:
     except (KeyError, ValueError, TypeError, AttributeError, AssertionError) as exc:
         raise InputError(f"{source}: its stored config does not fit this version of RVSL "
                          f"({_yacs_message(exc)})") from exc
+    cfg.freeze()
+    return cfg
+
+
+def with_values(cfg: CfgNode, values: Dict[str, Any]) -> CfgNode:
+    """A frozen copy of ``cfg`` with the dotted ``values`` set (``{"INPUT.SIZE_TEST": [64, 64]}``)."""
+    cfg = cfg.clone()
+    cfg.defrost()
+    for key, value in values.items():
+        *path, leaf = key.split(".")
+        node = cfg
+        for part in path:
+            node = node[part]
+        node[leaf] = value
     cfg.freeze()
     return cfg
 

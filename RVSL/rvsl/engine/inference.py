@@ -5,7 +5,7 @@ import logging
 from pathlib import Path
 from typing import Dict, List, Optional, Union
 
-from ..config import CfgNode
+from ..config import CfgNode, with_values
 from ..data.build import build_test_loader
 from ..evaluation import (DatasetEvaluator, ImageQualityEvaluator, PictureEvaluator, ReIDEvaluator, RerankParams,
                           inference_on_dataset)
@@ -45,10 +45,7 @@ def run_inference(cfg: CfgNode, args: argparse.Namespace) -> Dict:
     model.to(device)
     size = test_size(model_cfg, size_override(cfg, args.opts))
     if list(size) != list(cfg.INPUT.SIZE_TEST):
-        cfg = cfg.clone()
-        cfg.defrost()
-        cfg.INPUT.SIZE_TEST = list(size)
-        cfg.freeze()
+        cfg = with_values(cfg, {"INPUT.SIZE_TEST": list(size)})
     nhwc = channels_last(cfg.MODEL.CHANNELS_LAST, device, model)  # as the trainer lays it out (CUDA only)
 
     loader, num_query = build_test_loader(cfg, cfg.TEST.DATA)

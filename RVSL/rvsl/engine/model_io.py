@@ -5,7 +5,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import torch
 
-from ..config import CfgNode, config_from_dict
+from ..config import CfgNode, config_from_dict, with_values
 from ..modeling import RVSL, build_model
 from ..modeling.reference import from_reference, is_reference_state, reference_key
 from ..modeling.weights import strip_module
@@ -56,11 +56,7 @@ def with_reference_generators(cfg: CfgNode) -> CfgNode:
     if cfg.MODEL.GENERATOR == "reference":
         return cfg
     logger.info("reference-format weights: MODEL.GENERATOR reference (their generators end without an activation)")
-    cfg = cfg.clone()
-    cfg.defrost()
-    cfg.MODEL.GENERATOR = "reference"
-    cfg.freeze()
-    return cfg
+    return with_values(cfg, {"MODEL.GENERATOR": "reference"})
 
 
 def size_override(cfg: CfgNode, opts: Sequence[str]) -> Optional[Tuple[int, int]]:
