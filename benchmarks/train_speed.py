@@ -49,6 +49,7 @@ from rvsl.api.commands import run_extract
 from rvsl.config import config_to_dict, load_config
 from rvsl.data.build import TrainLoaders
 from rvsl.engine.checkpoint import save_checkpoint
+from rvsl.engine.memory import images_per_step
 from rvsl.engine.trainer import Trainer
 from rvsl.modeling import build_model
 from rvsl.utils.misc import amp_dtype, autocast, channels_last, resolve_device, seed_everything, to_device
@@ -101,12 +102,6 @@ def random_batch(cfg, stage: str, generator: torch.Generator) -> Dict:
     if stage == "STAGE1":
         return syn
     return {"syn": syn, "real": {"img": images(cfg.DATALOADER.REAL_BATCH_SIZE)}}
-
-
-def images_per_batch(cfg, stage: str) -> int:
-    """Images one loader batch trains on: both twins of P x K pairs, plus the real batch in stages 2/3."""
-    pairs = cfg.DATALOADER.NUM_IDENTITIES * cfg.DATALOADER.NUM_INSTANCES
-    return 2 * pairs + (0 if stage == "STAGE1" else cfg.DATALOADER.REAL_BATCH_SIZE)
 
 
 def synchronize(device: torch.device) -> None:
@@ -165,7 +160,7 @@ def time_training(cfg, stage: str, setting: str, device: torch.device, iters: in
         profiled = profile_training(trainer, run, device, PROFILE_ITERS, trace) if trace else None
         policy = trainer.activation_checkpoint
         trainer = batches = None  # the GPU memory is free before the next setting
-    images = images_per_batch(cfg, stage) * cfg.SOLVER.ACCUM_STEPS
+    images = images_per_step(cfg, stage) * cfg.SOLVER.ACCUM_STEPS
     row = {"stage": stage, "setting": setting, "step_s": seconds, "images_per_s": images / seconds,
            "peak_gb": peak, "activation_checkpoint": policy}
     return {**row, "profile": profiled} if profiled else row
