@@ -25,14 +25,20 @@ def tiny_checkpoint(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def demo_images(tmp_path_factory) -> Path:
-    """A folder of demo images (real-hazy query set of the demo generator) under names that do not parse."""
-    root = tmp_path_factory.mktemp("demo_gen")
+def demo_data(tmp_path_factory) -> Path:
+    """Small demo data from the project's own generator, written once per session (do not modify; copy it)."""
+    root = tmp_path_factory.mktemp("demo")
     result = run_cli(["Datasets/make_demo.py", "--out", str(root), "--seed", "0", "--scale", "0.2", "--size", "32"])
     assert result.returncode == 0, result.stderr
+    return root
+
+
+@pytest.fixture(scope="session")
+def demo_images(demo_data, tmp_path_factory) -> Path:
+    """A folder of demo images (real-hazy query set of the demo generator) under names that do not parse."""
     folder = tmp_path_factory.mktemp("user") / "my images"
     folder.mkdir()
-    for i, src in enumerate(sorted((root / "FVRID_real" / "query_foggy").glob("*.jpg"))):
+    for i, src in enumerate(sorted((demo_data / "FVRID_real" / "query_foggy").glob("*.jpg"))):
         shutil.copy(src, folder / f"camera shot {i:02d}.jpg")
     return folder
 

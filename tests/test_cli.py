@@ -27,15 +27,6 @@ def train_args(stage: int, data: Path, out: Path, *opts: str):
 
 
 @pytest.fixture(scope="session")
-def demo_data(tmp_path_factory) -> Path:
-    """Small demo data from the project's own generator (do not modify; copy it)."""
-    root = tmp_path_factory.mktemp("demo")
-    result = run_cli(["Datasets/make_demo.py", "--out", str(root), "--seed", "0", "--scale", "0.2", "--size", "32"])
-    assert result.returncode == 0, result.stderr
-    return root
-
-
-@pytest.fixture(scope="session")
 def flawed_run(demo_data, tmp_path_factory):
     """One stage-1 epoch on a copy of the demo data with a stray file, a broken JPEG and a missing twin."""
     data = tmp_path_factory.mktemp("flawed") / "data"
