@@ -26,6 +26,7 @@ and the paired difference of rvsl minus every other variant (hazy mAP, mean and 
     python benchmarks/adaptation.py                        # 5 seeds, dev and test (see the README for the time)
     python benchmarks/adaptation.py --sets dev --seeds 0   # a dev probe: the test split is not read
     python benchmarks/adaptation.py --seeds 0 --quick      # a smoke run
+    python benchmarks/adaptation.py --resume               # train what --deadline or an interrupt left out, report all
 
 Results: OUT/adaptation.json (``results[variant][branch]``: per-seed values in [0, 1] on the test split,
 ``dev`` the same on the dev split), tables on stdout, a bar chart (``--figure``, default Fig/adaptation.png)
@@ -111,16 +112,25 @@ def seed_runner(seed: int, args: argparse.Namespace):
     validate = ["SOLVER.EVAL_PERIOD", "1"] if args.choice_study else []  # else after the last epoch only
 
     def stage(n: int, name: str, pretrain: Optional[Path], epochs: int, *opts: str, script: str = "") -> Path:
-        """Train stage ``n`` (or run ``script`` on TEST.WEIGHT ``pretrain``) into OUT/seedS/NAME; its weights."""
+        """Train stage ``n`` (or run ``script`` on TEST.WEIGHT ``pretrain``) into OUT/seedS/NAME; its weights.
+
+        What an unfinished run left in that folder (``--resume``) is removed first."""
+        shutil.rmtree(out / name, ignore_errors=True)
         if script:
             run([script, *train, "TEST.WEIGHT", str(pretrain), "OUTPUT_DIR", str(out / name)], out / "runs.log",
                 args.threads)
             return out / name / "adabn.pth"
         init = ["MODEL.PRETRAIN_PATH", str(pretrain)] if pretrain else []
         run([f"RVSL/stage{n}_trainer.py", *train, "OUTPUT_DIR", str(out / name), *init, "SOLVER.MAX_EPOCHS",
-             str(epochs), *(validate if n > 1 else []), *opts], out / "runs.log", args.threads)
+             str(epochs), *steps(args, n), *(validate if n > 1 else []), *opts], out / "runs.log", args.threads)
         return out / name / "checkpoint" / "best.pth"
     return out, stage
+
+
+def steps(args: argparse.Namespace, n: int) -> List[str]:
+    """The ``SOLVER.STEPS`` override of stage ``n`` from ``--steps`` (0: no drop)."""
+    drop = args.steps[n - 1]
+    return ["SOLVER.STEPS", f"[{drop}]" if drop else "[]"]
 
 
 def train_phase(seed: int, phase: int, weights: Dict[str, Path], args: argparse.Namespace) -> Dict[str, Path]:
@@ -134,8 +144,8 @@ def train_phase(seed: int, phase: int, weights: Dict[str, Path], args: argparse.
         return weights
 
     def due(name: str, *needs: str) -> bool:
-        """Whether ``name`` may start now: its inputs are there and the deadline has not passed."""
-        if any(n not in weights for n in needs):
+        """Whether ``name`` may start now: not trained yet, its inputs are there, the deadline has not passed."""
+        if name in weights or any(n not in weights for n in needs):
             return False
         if args.deadline and (time.perf_counter() - args.start) / 60 > args.deadline:
             print(f"seed {seed}: {name} skipped (--deadline {args.deadline} min passed)", flush=True)
@@ -148,38 +158,58 @@ def train_phase(seed: int, phase: int, weights: Dict[str, Path], args: argparse.
         if "adabn" in wanted and due("adabn", "stage1"):
             weights["adabn"] = stage(0, "adabn", weights["stage1"], 0, script="RVSL/adabn.py")
         if "control" in wanted and due("control", "stage1"):
+            shutil.rmtree(out / "control", ignore_errors=True)
             shutil.copytree(out / "stage1", out / "control")
             run(["RVSL/stage1_trainer.py", "--resume", "-c", args.config, "DATASETS.DATA_PATH", str(args.data),
                  "MODE.SEED", str(seed), *args.opts, "OUTPUT_DIR", str(out / "control"), "SOLVER.MAX_EPOCHS",
-                 str(e1 + e2 + e3)], out / "runs.log", args.threads)
+                 str(e1 + e2 + e3), *steps(args, 1)], out / "runs.log", args.threads)
             weights["control"] = out / "control" / "checkpoint" / "best.pth"
         if wanted & {"rvsl", "rvsl_adabn", *ABLATIONS} and due("stage2", "stage1"):
             weights["stage2"] = stage(2, "stage2", weights["stage1"], e2)
         if wanted & {"rvsl", "rvsl_adabn"} and due("rvsl", "stage2"):
-            weights["rvsl"] = stage(3, "stage3", weights["stage2"], e3)
+            weights["rvsl"] = stage(3, FOLDERS["rvsl"], weights["stage2"], e3)
         if "rvsl_adabn" in wanted and due("rvsl_adabn", "rvsl"):
             weights["rvsl_adabn"] = stage(0, "rvsl_adabn", weights["rvsl"], 0, script="RVSL/adabn.py")
     elif phase == 1:
         if "rvsl_no_stage2" in wanted and due("rvsl_no_stage2", "stage1"):
-            weights["rvsl_no_stage2"] = stage(3, "stage3_no_stage2", weights["stage1"], e3)
+            weights["rvsl_no_stage2"] = stage(3, FOLDERS["rvsl_no_stage2"], weights["stage1"], e3)
         if "ceiling" in wanted and due("ceiling", "stage1"):
             weights["ceiling"] = stage(1, "ceiling", weights["stage1"], e2 + e3, "DATASETS.DATA_PATH",
                                        str(args.out / "ceiling_data"))
     else:
         for name, key in ABLATIONS.items():
             if name in wanted and due(name, "stage2"):
-                weights[name] = stage(3, f"stage3_{name}", weights["stage2"], e3, key, "0.0")
+                weights[name] = stage(3, FOLDERS[name], weights["stage2"], e3, key, "0.0")
     return weights
 
 
+# The folder of each trained run under OUT/seedS ("stage2" is the method's intermediate, not a variant).
+FOLDERS = {"stage1": "stage1", "control": "control", "stage2": "stage2", "rvsl": "stage3",
+           "rvsl_no_stage2": "stage3_no_stage2", "ceiling": "ceiling", **{name: f"stage3_{name}" for name in ABLATIONS}}
+
+
 def trained_weights(seed: int, args: argparse.Namespace) -> Dict[str, Path]:
-    """The checkpoints of one seed's variants already under OUT/seedS (``--report``)."""
+    """The checkpoints of one seed's runs that finished under OUT/seedS (``--report``, ``--resume``).
+
+    A training run counts when its history reaches its last epoch (an interrupted one does not); AdaBN
+    writes its file only when done."""
     out = args.out / f"seed{seed}"
-    folders = {"stage1": "stage1", "control": "control", "rvsl": "stage3", "rvsl_no_stage2": "stage3_no_stage2",
-               "ceiling": "ceiling", **{name: f"stage3_{name}" for name in ABLATIONS}}
-    found = {v: out / f / "checkpoint" / "best.pth" for v, f in folders.items()}
-    found.update({v: out / v / "adabn.pth" for v in ("adabn", "rvsl_adabn")})
-    return {v: found[v] for v in VARIANTS if v in args.variants and found[v].is_file()}
+    e1, e2, e3 = args.epochs
+    last = {"stage1": e1, "control": e1 + e2 + e3, "stage2": e2, "ceiling": e2 + e3}
+    found = {}
+    for run_name, folder in FOLDERS.items():
+        history = out / folder / "history.json"
+        if history.is_file() and (out / folder / "checkpoint" / "best.pth").is_file():
+            epochs = json.loads(history.read_text())["epochs"]
+            if epochs and epochs[-1]["epoch"] == last.get(run_name, e3):
+                found[run_name] = out / folder / "checkpoint" / "best.pth"
+    found.update({v: out / v / "adabn.pth" for v in ("adabn", "rvsl_adabn") if (out / v / "adabn.pth").is_file()})
+    return found
+
+
+def variants_of(weights: Dict[str, Path], args: argparse.Namespace) -> Dict[str, Path]:
+    """The checkpoints of ``--variants`` among ``weights``, in the order of VARIANTS."""
+    return {v: weights[v] for v in VARIANTS if v in args.variants and v in weights}
 
 
 def evaluate_seed(seed: int, weights: Dict[str, Path], args: argparse.Namespace) -> Dict[str, Dict[str, Dict]]:
@@ -365,8 +395,11 @@ def parse_args() -> argparse.Namespace:
     """Command-line options."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
-    parser.add_argument("--epochs", type=int, nargs=3, default=[20, 2, 4], metavar=("E1", "E2", "E3"),
+    parser.add_argument("--epochs", type=int, nargs=3, default=[20, 2, 6], metavar=("E1", "E2", "E3"),
                         help="epochs of stage 1, 2 and 3 (the control and the ceiling get E2 + E3 more)")
+    parser.add_argument("--steps", type=int, nargs=3, default=[14, 0, 4], metavar=("S1", "S2", "S3"),
+                        help="epoch of the learning-rate drop in stage 1, 2 and 3 (SOLVER.STEPS; 0: none; "
+                             "default: %(default)s)")
     parser.add_argument("--data", type=Path, default=ROOT / "Datasets" / "demo")
     parser.add_argument("--config", default="configs/adaptation.yml")
     parser.add_argument("--out", type=Path, default=ROOT / "output" / "adaptation")
@@ -383,13 +416,16 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--choice-study", action="store_true",
                         help="stages 2/3 validate on their labelled test sets each epoch (reads test labels)")
     parser.add_argument("--quick", action="store_true", help="1 epoch per stage: a smoke run, not a result")
+    parser.add_argument("--resume", action="store_true",
+                        help="keep what --out holds and train only the runs missing there (after --deadline cut "
+                             "a run or it was interrupted; the same options), then evaluate all")
     parser.add_argument("--report", action="store_true",
                         help="train nothing: evaluate the checkpoints already under --out and report them")
     parser.add_argument("--evaluate", type=Path, help=argparse.SUPPRESS)  # internal: one seed's evaluations
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="extra KEY VALUE config overrides for every run")
     args = parser.parse_args()
     if args.quick:
-        args.epochs = [1, 1, 1]
+        args.epochs, args.steps = [1, 1, 1], [0, 0, 0]
     if args.ablation_seeds is None:
         args.ablation_seeds = len(args.seeds)
     args.sets = [name for name in SETS if name in args.sets]  # dev first: the test split is read last
@@ -408,27 +444,29 @@ def main() -> None:
     if args.report:
         start = args.start = time.perf_counter()
         with ThreadPoolExecutor(max_workers=args.jobs) as pool:
-            per_seed = list(pool.map(lambda seed: evaluate_seed(seed, trained_weights(seed, args), args), args.seeds))
+            per_seed = list(pool.map(lambda seed: evaluate_seed(seed, variants_of(trained_weights(seed, args), args),
+                                                                args), args.seeds))
         return report(args, per_seed, start)
     if args.out.exists() and any(args.out.iterdir()):
         if not (args.out / "adaptation.log").is_file():
             sys.exit(f"{args.out} is not empty and holds no earlier adaptation run: choose another --out")
-        shutil.rmtree(args.out)
-    args.out.mkdir(parents=True)
-    (args.out / "adaptation.log").write_text(" ".join(sys.argv) + "\n")
+        if not args.resume:
+            shutil.rmtree(args.out)
+    args.out.mkdir(parents=True, exist_ok=True)
+    with open(args.out / "adaptation.log", "a", encoding="utf-8") as log:
+        log.write(" ".join(sys.argv) + "\n")
     start = args.start = time.perf_counter()
 
     if "ceiling" in args.variants:
         ceiling_data(args.data, args.out)
     # phase by phase over all seeds (every seed's main variants first, the ablations last), so that what
     # --deadline cuts is the least important; then each seed's evaluation
-    weights: Dict[int, Dict[str, Path]] = {seed: {} for seed in args.seeds}
+    weights = {seed: trained_weights(seed, args) if args.resume else {} for seed in args.seeds}
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
         for phase, names in enumerate(PHASES):
             list(pool.map(lambda seed: train_phase(seed, phase, weights[seed], args), args.seeds))
             print(f"{', '.join(names)} trained after {time.perf_counter() - start:.0f} s", flush=True)
-        per_seed = list(pool.map(lambda seed: evaluate_seed(seed, {v: w for v, w in weights[seed].items()
-                                                                   if v in args.variants}, args), args.seeds))
+        per_seed = list(pool.map(lambda seed: evaluate_seed(seed, variants_of(weights[seed], args), args), args.seeds))
     report(args, per_seed, start)
 
 
@@ -437,10 +475,12 @@ def report(args: argparse.Namespace, per_seed: Sequence[Dict[str, Dict[str, Dict
     minutes = (time.perf_counter() - start) / 60
     tables = {name: collect({seed: m[name] for seed, m in zip(args.seeds, per_seed)}) for name in args.sets}
     chance = {name: chance_map(args.data, SETS[name]) for name in args.sets}
-    print(f"\n{len(args.seeds)} seed(s) {args.seeds}, epochs {args.epochs}, {args.config} {' '.join(args.opts)}; "
+    print(f"\n{len(args.seeds)} seed(s) {args.seeds}, epochs {args.epochs}, LR drops {args.steps}, "
+          f"{args.config} {' '.join(args.opts)}; "
           f"{minutes:.1f} min with {args.jobs} seeds at once, {args.threads} thread(s) each")
     diffs = {name: print_table(name, tables[name], chance[name]) for name in args.sets}
-    summary = {"seeds": args.seeds, "epochs": args.epochs, "config": args.config, "opts": args.opts,
+    summary = {"seeds": args.seeds, "epochs": args.epochs, "steps": args.steps, "config": args.config,
+               "opts": args.opts,
                "minutes": minutes, "sets": {n: SETS[n] for n in args.sets}, "chance_map": chance,
                "paired_rvsl_minus": diffs, **({"results": tables["test"]} if "test" in tables else {}),
                **({"dev": tables["dev"]} if "dev" in tables else {})}

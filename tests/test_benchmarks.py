@@ -72,3 +72,53 @@ def test_adaptation_paired_intervals_match_seeds():
     diffs = adaptation.print_table("test", table, (0.088, 0.016))
     assert diffs["control"]["seeds"] == 2 and abs(diffs["control"]["mean"] - (-7.0)) < 1e-9  # -11, -3 points
     assert adaptation.paired([0.2], [0.1]) is None
+
+
+def test_adaptation_steps_give_each_stage_its_drop():
+    """--steps S1 S2 S3 sets each stage's SOLVER.STEPS (0: no drop), and the config accepts both forms."""
+    from argparse import Namespace
+
+    from rvsl.config import load_config
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import adaptation
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    args = Namespace(steps=[14, 0, 4])
+    assert [adaptation.steps(args, n) for n in (1, 2, 3)] == [["SOLVER.STEPS", "[14]"], ["SOLVER.STEPS", "[]"],
+                                                             ["SOLVER.STEPS", "[4]"]]
+    for n in (1, 2, 3):
+        cfg = load_config(str(ROOT / "configs/adaptation.yml"), adaptation.steps(args, n), stage=f"STAGE{n}")
+        assert list(cfg.SOLVER.STEPS) == ([14], [], [4])[n - 1]
+
+
+def test_adaptation_resume_counts_only_finished_runs(tmp_path):
+    """--resume/--report take a run whose history reaches its last epoch, never an interrupted one."""
+    from argparse import Namespace
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import adaptation
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+
+    def fake_run(folder: str, epochs: int) -> None:
+        (tmp_path / "seed0" / folder / "checkpoint").mkdir(parents=True)
+        (tmp_path / "seed0" / folder / "checkpoint" / "best.pth").write_bytes(b"")
+        history = {"epochs": [{"epoch": e} for e in range(1, epochs + 1)]}
+        (tmp_path / "seed0" / folder / "history.json").write_text(json.dumps(history))
+
+    fake_run("stage1", 20)
+    fake_run("control", 25)                    # interrupted: 28 wanted
+    fake_run("stage2", 2)
+    fake_run("stage3", 6)
+    fake_run("stage3_no_ec", 3)                # interrupted
+    (tmp_path / "seed0" / "adabn").mkdir()
+    (tmp_path / "seed0" / "adabn" / "adabn.pth").write_bytes(b"")
+    (tmp_path / "seed0" / "rvsl_adabn").mkdir()  # AdaBN not finished: no file
+    args = Namespace(out=tmp_path, epochs=[20, 2, 6], variants=list(adaptation.VARIANTS))
+    found = adaptation.trained_weights(0, args)
+    assert sorted(found) == ["adabn", "rvsl", "stage1", "stage2"]
+    assert found["rvsl"] == tmp_path / "seed0" / "stage3" / "checkpoint" / "best.pth"
+    assert list(adaptation.variants_of(found, args)) == ["stage1", "adabn", "rvsl"]
