@@ -46,9 +46,9 @@ import numpy as np
 import torch
 
 from rvsl.api.commands import run_extract
-from rvsl.config import config_to_dict, load_config
+from rvsl.checkpoint import write_checkpoint
+from rvsl.config import load_config
 from rvsl.data.build import TrainLoaders
-from rvsl.engine.checkpoint import save_checkpoint
 from rvsl.engine.memory import images_per_step
 from rvsl.engine.trainer import Trainer
 from rvsl.modeling import build_model
@@ -214,8 +214,8 @@ def time_extract_command(cfg, setting: str, device: torch.device, count: int, ba
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         weight = root / "model.pth"
-        save_checkpoint({"model": build_model(cfg, NUM_CLASSES).state_dict(), "stage": "STAGE1", "epoch": 1,
-                         "config": config_to_dict(cfg), "metrics": {}, "num_classes": NUM_CLASSES}, weight)
+        write_checkpoint(weight, build_model(cfg, NUM_CLASSES).state_dict(), stage="STAGE1", epoch=1, config=cfg,
+                         num_classes=NUM_CLASSES)
         warm = write_jpegs(root / "warm", min(count, 2 * batch_size), size, seed=1)
         images = write_jpegs(root / "images", count, size)
         def command(folder: Path, out: str) -> argparse.Namespace:  # extract.py's arguments, no overrides

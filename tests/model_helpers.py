@@ -4,8 +4,8 @@ from pathlib import Path
 
 import torch
 
-from rvsl.config import config_to_dict, load_config
-from rvsl.engine.checkpoint import save_checkpoint
+from rvsl.checkpoint import write_checkpoint
+from rvsl.config import load_config
 from rvsl.modeling import build_model
 
 TINY_OPTS = ["MODEL.NAME", "resnet18", "MODEL.LAST_STRIDE", "1", "MODEL.GEN_CHANNELS", "8", "MODEL.DEVICE", "cpu",
@@ -22,6 +22,4 @@ def save_tiny_checkpoint(path: Path, num_classes: int = 4, seed: int = 0) -> Pat
             buf.normal_(0, 0.1)
         elif name.endswith("running_var"):
             buf.uniform_(0.5, 1.5)
-    save_checkpoint({"model": model.state_dict(), "stage": "STAGE1", "epoch": 1, "config": config_to_dict(cfg),
-                     "metrics": {}, "num_classes": num_classes}, path)
-    return path
+    return write_checkpoint(path, model.state_dict(), stage="STAGE1", epoch=1, config=cfg, num_classes=num_classes)

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from rvsl.config import load_config
-from rvsl.engine.checkpoint import load_checkpoint, save_checkpoint
+from rvsl.checkpoint import read_weights, write_checkpoint
 from rvsl.engine.guard import TrainingStopped
 from rvsl.engine.solver import build_lr_schedulers, build_optimizers, step_schedulers
 from rvsl.engine.stages import SupervisedStep, UnsupervisedStep
@@ -185,7 +185,7 @@ def test_pretrain_of_another_model_is_named(tiny_fvrid, tmp_path):
 
 def test_interrupted_save_leaves_previous_checkpoint(tmp_path, monkeypatch):
     path = tmp_path / "last.pth"
-    save_checkpoint({"model": {}, "stage": "STAGE1", "epoch": 1, "config": {}, "metrics": {}}, path)
+    write_checkpoint(path, {}, stage="STAGE1", epoch=1, config={}, num_classes=0)
 
     def dying_save(obj, f, *args, **kwargs):
         f.write(b"half a checkpoint")
@@ -193,9 +193,9 @@ def test_interrupted_save_leaves_previous_checkpoint(tmp_path, monkeypatch):
 
     monkeypatch.setattr(torch, "save", dying_save)
     with pytest.raises(KeyboardInterrupt):
-        save_checkpoint({"model": {}, "stage": "STAGE1", "epoch": 2, "config": {}, "metrics": {}}, path)
+        write_checkpoint(path, {}, stage="STAGE1", epoch=2, config={}, num_classes=0)
     monkeypatch.undo()
-    assert load_checkpoint(str(path), "test")["epoch"] == 1
+    assert read_weights(str(path), "test", formats=("rvsl",)).meta["epoch"] == 1
 
 
 class _Exploit:
@@ -221,11 +221,11 @@ def test_not_a_checkpoint_and_wrong_stage_are_named(tmp_path):
     plain = tmp_path / "weights.pth"
     torch.save({"conv1.weight": torch.zeros(1)}, plain)
     with pytest.raises(InputError, match=r"TEST.WEIGHT: .*weights.pth is not an RVSL checkpoint \(missing model"):
-        load_checkpoint(str(plain), "TEST.WEIGHT")
+        read_weights(str(plain), "TEST.WEIGHT", formats=("rvsl",))
     good = tmp_path / "s2.pth"
-    save_checkpoint({"model": {}, "stage": "STAGE2", "epoch": 1, "config": {}, "metrics": {}}, good)
+    write_checkpoint(good, {}, stage="STAGE2", epoch=1, config={}, num_classes=0)
     with pytest.raises(InputError, match="is a STAGE2 checkpoint; expected STAGE1"):
-        load_checkpoint(str(good), "--resume", stage="STAGE1")
+        read_weights(str(good), "--resume", formats=("rvsl",), stage="STAGE1")
 
 
 def lr_per_epoch(cfg, epochs):

@@ -13,18 +13,18 @@ from torch import Tensor
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from ..config import CfgNode, config_from_dict, config_to_dict
+from ..checkpoint import (IMAGENET_FORMAT, MODEL_KEY, REFERENCE_FORMAT, RVSL_FORMAT, load_reference_weights,
+                          read_weights)
+from ..config import CfgNode
 from ..data.build import STAGE_TEST_SET, TrainLoaders, build_test_loader, build_train_loaders, has_test_set
 from ..data.check import startup_check
 from ..evaluation import inference_on_dataset, real_proxies
 from ..modeling import (DOMAINS, ImagePool, build_discriminators, build_model, compile_networks, load_backbone_weights,
                         load_matching_state)
-from ..modeling.reference import is_reference_state
 from ..utils import comm
 from ..utils.errors import InputError
-from ..utils.io import safe_load
 from ..utils.misc import amp_dtype, autocast, channels_last, to_device
-from .checkpoint import Checkpointer, is_rvsl_checkpoint, load_checkpoint
+from .checkpoint import Checkpointer
 from .defaults import default_setup
 from .distributed import (DiscriminatorLoss, GatheredPool, StepModule, accumulating, build_guard,
                           convert_sync_batchnorm, wrap)
@@ -34,7 +34,6 @@ from .hooks import BestMetricHook, CheckpointHook, EvalHook, HistoryHook, Tensor
 from .inference import build_evaluators
 from .interrupt import StopFlag
 from .memory import choose_activation_checkpoint
-from .model_io import load_reference_weights
 from .report import format_metrics
 from .solver import build_lr_schedulers, build_optimizers, step_schedulers
 from .stages import REAL_DOMAIN, adversarial_domains, build_step
@@ -94,7 +93,7 @@ class Trainer:
             self.hooks += [BestMetricHook(cfg.SOLVER.BEST_METRIC), HistoryHook(self.output_dir, cfg.MODE.STAGE),
                            CheckpointHook(), TensorBoardHook(TensorBoardWriter(self.output_dir), self._strip_images())]
         self.checkpointer = Checkpointer(self.output_dir / "checkpoint", {
-            "model": self.model,
+            MODEL_KEY: self.model,
             "discriminators": self.discriminators,
             **{f"optimizer.{name}": obj for name, obj in self.optimizers.items()},
             **{f"scheduler.{name}": obj for name, obj in self.schedulers.items()},
@@ -136,12 +135,11 @@ class Trainer:
     # ------------------------------------------------------------------ state
     def save(self, name: str) -> Path:
         """Write ``checkpoint/<name>.pth`` with the full training state and the epoch's record."""
-        return self.checkpointer.save(name, epoch=self.record["epoch"], metrics=self.record["metrics"],
-                                      stage=self.cfg.MODE.STAGE, config=config_to_dict(self.cfg),
-                                      num_classes=self.loaders.num_classes)
+        return self.checkpointer.save(name, stage=self.cfg.MODE.STAGE, epoch=self.record["epoch"], config=self.cfg,
+                                      metrics=self.record["metrics"], num_classes=self.loaders.num_classes)
 
-    def _check_model_matches(self, payload: Dict, path: str) -> None:
-        saved = config_from_dict(payload["config"], path).MODEL
+    def _check_model_matches(self, saved_cfg: CfgNode, path: str) -> None:
+        saved = saved_cfg.MODEL
         if saved.NAME != self.cfg.MODEL.NAME or saved.LAST_STRIDE != self.cfg.MODEL.LAST_STRIDE:
             raise InputError(f"{path} holds a {saved.NAME} model (last stride {saved.LAST_STRIDE}); "
                              f"expected {self.cfg.MODEL.NAME} (last stride {self.cfg.MODEL.LAST_STRIDE})")
@@ -151,32 +149,32 @@ class Trainer:
         path = self.checkpointer.save_dir / "last.pth"
         if not path.is_file():
             raise InputError(f"--resume: no checkpoint to resume from at {path}")
-        payload = load_checkpoint(str(path), "--resume", stage=self.cfg.MODE.STAGE)
-        self._check_model_matches(payload, str(path))
-        if payload.get("num_classes") != self.loaders.num_classes:
-            raise InputError(f"--resume: {path} was trained on {payload.get('num_classes')} identities, the data "
+        weights = read_weights(str(path), "--resume", formats=(RVSL_FORMAT,), stage=self.cfg.MODE.STAGE)
+        self._check_model_matches(weights.config, str(path))
+        if weights.meta.get("num_classes") != self.loaders.num_classes:
+            raise InputError(f"--resume: {path} was trained on {weights.meta.get('num_classes')} identities, the data "
                              f"now gives {self.loaders.num_classes} (changed data or VAL.SYN_IDENTITIES?)")
-        self.checkpointer.restore(payload, str(path))
-        self.start_epoch = payload["epoch"]
+        self.checkpointer.restore(weights, str(path))
+        self.start_epoch = weights.meta["epoch"]
         logger.info("resumed from %s after epoch %d", path, self.start_epoch)
 
     def load_pretrained(self, path: str) -> None:
         """Start from a previous stage's checkpoint (matching tensors only), a reference-format state dict
         (every key mapped) or an ImageNet state dict."""
-        payload = safe_load(path, "MODEL.PRETRAIN_PATH")
-        if is_reference_state(payload):
-            load_reference_weights(self.model, payload, f"MODEL.PRETRAIN_PATH: {path}")
+        weights = read_weights(path, "MODEL.PRETRAIN_PATH")
+        if weights.format == REFERENCE_FORMAT:
+            load_reference_weights(self.model, weights.state, f"MODEL.PRETRAIN_PATH: {path}")
             return
-        if not is_rvsl_checkpoint(payload):
-            load_backbone_weights(self.model, payload, path)
+        if weights.format == IMAGENET_FORMAT:
+            load_backbone_weights(self.model, weights.state, path)
             return
-        self._check_model_matches(payload, path)
-        logger.info("starting from %s (a %s checkpoint, epoch %d)", path, payload["stage"], payload["epoch"])
-        loaded, _ = load_matching_state(self.model, payload["model"])  # logs what it skipped
+        self._check_model_matches(weights.config, path)
+        logger.info("starting from %s (a %s checkpoint, epoch %d)", path, weights.meta["stage"], weights.meta["epoch"])
+        loaded, _ = load_matching_state(self.model, weights.state)  # logs what it skipped
         if not loaded:
             raise InputError(f"MODEL.PRETRAIN_PATH {path}: no tensor matches the model")
-        if "discriminators" in payload:
-            load_matching_state(self.discriminators, payload["discriminators"])
+        if "discriminators" in weights.meta:
+            load_matching_state(self.discriminators, weights.meta["discriminators"])
 
     # ------------------------------------------------------------------ loop
     def _batches(self, epoch: int) -> Iterator[Dict]:
