@@ -44,6 +44,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 import cv2
 import numpy as np
 import torch
+from torch.utils.data import DataLoader
 
 from rvsl.api.commands import run_extract
 from rvsl.checkpoint import write_checkpoint
@@ -81,11 +82,21 @@ logger = logging.getLogger("train_speed")
 
 
 class RandomDataTrainer(Trainer):
-    """The trainer without data: no loaders, no test set, a fixed number of identities."""
+    """The trainer on fixed random batches (:func:`random_batch`): no folders, no test set, NUM_CLASSES identities.
 
-    def build_data(self, cfg):
-        """No loaders and no test set: batches are made by :func:`random_batch`."""
-        return TrainLoaders(syn=None, real=None, num_classes=NUM_CLASSES), None
+    Its loaders serve the batches as they are; the benchmark hands them to ``train_iteration`` itself.
+    """
+
+    def __init__(self, cfg, device: torch.device, batches: List[Dict]):
+        self.batches = batches
+        super().__init__(cfg, device)
+
+    def build_data(self, cfg) -> Tuple[TrainLoaders, None]:
+        """Loaders over :attr:`batches` (each item a whole batch) and no test set."""
+        stage1 = cfg.MODE.STAGE == "STAGE1"
+        syn = DataLoader([batch if stage1 else batch["syn"] for batch in self.batches], batch_size=None)
+        real = None if stage1 else DataLoader([batch["real"] for batch in self.batches], batch_size=None)
+        return TrainLoaders(syn=syn, real=real, num_classes=NUM_CLASSES), None
 
 
 def random_batch(cfg, stage: str, generator: torch.Generator) -> Dict:
@@ -143,9 +154,9 @@ def time_training(cfg, stage: str, setting: str, device: torch.device, iters: in
         cfg = cfg.clone()
         cfg.defrost()
         cfg.OUTPUT_DIR = out
-        trainer = RandomDataTrainer(cfg, device)
         generator = torch.Generator().manual_seed(0)
         batches = [random_batch(cfg, stage, generator) for _ in range(2 * cfg.SOLVER.ACCUM_STEPS)]
+        trainer = RandomDataTrainer(cfg, device, batches)
         sync_each_step = setting in SYNC_EVERY_STEP
 
         def run(count: int) -> None:

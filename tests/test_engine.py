@@ -11,6 +11,7 @@ import torch
 from rvsl.config import load_config
 from rvsl.checkpoint import read_weights, write_checkpoint
 from rvsl.engine.guard import TrainingStopped
+from rvsl.engine.hooks import EpochRecord
 from rvsl.engine.solver import build_lr_schedulers, build_optimizers, step_schedulers
 from rvsl.engine.stages import SupervisedStep, UnsupervisedStep
 from rvsl.engine.guard import GRAD_SCALE_START
@@ -141,7 +142,7 @@ def test_nonfinite_discriminator_alone_stops_the_run(tiny_fvrid, tmp_path, monke
 def test_checkpoint_round_trip_with_weights_only(tiny_fvrid, tmp_path):
     trainer = Trainer(make_cfg(tiny_fvrid, tmp_path, "STAGE1"), torch.device("cpu"))
     trainer.train_iteration([next(trainer._batches(0))])
-    trainer.record = {"epoch": 1, "metrics": {"syn_val": {"fused": {"mAP": 0.5}}}}
+    trainer.record = EpochRecord(1, metrics={"syn_val": {"fused": {"mAP": 0.5}}})
     trainer.save("last")
     payload = torch.load(tmp_path / "checkpoint" / "last.pth", map_location="cpu", weights_only=True)
     for key in ("model", "discriminators", "optimizer.model", "optimizer.disc", "scheduler.warmup", "scheduler.decay",
@@ -162,7 +163,7 @@ def test_checkpoint_round_trip_with_weights_only(tiny_fvrid, tmp_path):
 
 def test_stage2_starts_from_stage1_checkpoint(tiny_fvrid, tmp_path, caplog):
     stage1 = Trainer(make_cfg(tiny_fvrid, tmp_path / "s1", "STAGE1"), torch.device("cpu"))
-    stage1.record = {"epoch": 1, "metrics": {}}
+    stage1.record = EpochRecord(1)
     stage1.save("last")
     path = str(tmp_path / "s1" / "checkpoint" / "last.pth")
     with caplog.at_level(logging.INFO):
@@ -175,7 +176,7 @@ def test_stage2_starts_from_stage1_checkpoint(tiny_fvrid, tmp_path, caplog):
 
 def test_pretrain_of_another_model_is_named(tiny_fvrid, tmp_path):
     stage1 = Trainer(make_cfg(tiny_fvrid, tmp_path / "s1", "STAGE1"), torch.device("cpu"))
-    stage1.record = {"epoch": 1, "metrics": {}}
+    stage1.record = EpochRecord(1)
     stage1.save("last")
     path = str(tmp_path / "s1" / "checkpoint" / "last.pth")
     with pytest.raises(InputError, match=r"last.pth holds a resnet18 model .* expected resnet34"):
@@ -279,7 +280,7 @@ def test_schedule_as_written_warms_up_in_iterations():
 
 def test_resume_refuses_a_run_of_another_shape_before_touching_anything(tiny_fvrid, tmp_path):
     trainer = Trainer(make_cfg(tiny_fvrid, tmp_path, "STAGE1"), torch.device("cpu"))
-    trainer.record = {"epoch": 1, "metrics": {}}
+    trainer.record = EpochRecord(1)
     trainer.save("last")
     other = Trainer(make_cfg(tiny_fvrid, tmp_path, "STAGE1", "VAL.SYN_IDENTITIES", "1"), torch.device("cpu"))
     before = params(other.model)
