@@ -27,7 +27,7 @@ on a folder of generated JPEGs, after one warm-up run on a few of them.
 Usage:
 
     python benchmarks/train_speed.py                     # the published setting (configs/FVRID.yml) on CUDA
-    python benchmarks/train_speed.py --tiny              # a seconds-long CPU smoke run (in the test suite)
+    python benchmarks/train_speed.py --tiny              # a seconds-long CPU smoke run, configs/tiny.yml (tests)
     python benchmarks/train_speed.py --settings reference ours ours-ckpt --json out.json
     python benchmarks/train_speed.py --profile --settings ours --trace-dir DIR   # + trace, kernels, parts
 """
@@ -48,7 +48,7 @@ from torch.utils.data import DataLoader
 
 from rvsl.api.commands import run_extract
 from rvsl.checkpoint import write_checkpoint
-from rvsl.config import load_config
+from rvsl.config import CfgNode, load_config
 from rvsl.data.build import TrainLoaders
 from rvsl.engine.memory import images_per_step
 from rvsl.engine.trainer import Trainer
@@ -71,9 +71,10 @@ SETTINGS: Dict[str, List[str]] = {
     "ours-compile": ["SOLVER.COMPILE", "True"],
 }
 SYNC_EVERY_STEP = {"reference"}  # settings that read every loss back after every step, as the reference did
-# A seconds-long CPU setting for the smoke test: ResNet-18 at 64x64, 2 x 2 pairs, 4 real images.
-TINY = ["MODEL.NAME", "resnet18", "INPUT.SIZE_TRAIN", "[64, 64]", "INPUT.SIZE_TEST", "[64, 64]",
-        "DATALOADER.NUM_IDENTITIES", "2", "DATALOADER.NUM_INSTANCES", "2", "DATALOADER.REAL_BATCH_SIZE", "4",
+# --tiny, a seconds-long CPU setting for the smoke test: configs/tiny.yml (ResNet-18, 2 instances and 4 real images
+# a batch) at 64x64 with 2 identities a batch and 16-channel generators and discriminators.
+TINY_CONFIG = ROOT / "configs" / "tiny.yml"
+TINY = ["INPUT.SIZE_TRAIN", "[64, 64]", "INPUT.SIZE_TEST", "[64, 64]", "DATALOADER.NUM_IDENTITIES", "2",
         "MODEL.GEN_CHANNELS", "16", "MODEL.DISC_CHANNELS", "16"]
 NUM_CLASSES = 100
 PROFILE_ITERS = 3  # profiled iterations after the timed ones (a trace of about a megabyte each, gzipped)
@@ -87,11 +88,11 @@ class RandomDataTrainer(Trainer):
     Its loaders serve the batches as they are; the benchmark hands them to ``train_iteration`` itself.
     """
 
-    def __init__(self, cfg, device: torch.device, batches: List[Dict]):
+    def __init__(self, cfg: CfgNode, device: torch.device, batches: List[Dict]) -> None:
         self.batches = batches
         super().__init__(cfg, device)
 
-    def build_data(self, cfg) -> Tuple[TrainLoaders, None]:
+    def build_data(self, cfg: CfgNode) -> Tuple[TrainLoaders, None]:
         """Loaders over :attr:`batches` (each item a whole batch) and no test set."""
         stage1 = cfg.MODE.STAGE == "STAGE1"
         syn = DataLoader([batch if stage1 else batch["syn"] for batch in self.batches], batch_size=None)
@@ -259,7 +260,7 @@ def table(rows: List[Dict]) -> str:
 
 def main(argv: Optional[List[str]] = None) -> List[Dict]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--config", default=str(ROOT / "configs" / "FVRID.yml"))
+    parser.add_argument("--config", default="", help="default configs/FVRID.yml; with --tiny, configs/tiny.yml")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--tiny", action="store_true", help="the small CPU smoke setting")
     parser.add_argument("--stages", nargs="+", default=["STAGE1", "STAGE3"], choices=["STAGE1", "STAGE2", "STAGE3"])
@@ -277,6 +278,7 @@ def main(argv: Optional[List[str]] = None) -> List[Dict]:
     parser.add_argument("--json", help="also write the rows to this file")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides, KEY VALUE pairs")
     args = parser.parse_args(argv)
+    args.config = args.config or str(TINY_CONFIG if args.tiny else ROOT / "configs" / "FVRID.yml")
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     logger.setLevel(logging.INFO)
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from helpers import TINY_CONFIG
 from rvsl.config import load_config
 from rvsl.checkpoint import read_weights, write_checkpoint
 from rvsl.engine.guard import TrainingStopped
@@ -23,12 +24,8 @@ from rvsl.utils.misc import to_device
 
 
 def make_cfg(root: Path, out: Path, stage: str = "STAGE1", *opts):
-    return load_config(None, [
-        "DATASETS.DATA_PATH", str(root), "OUTPUT_DIR", str(out), "MODEL.NAME", "resnet18", "MODEL.DEVICE", "cpu",
-        "INPUT.SIZE_TRAIN", "[32, 32]", "INPUT.SIZE_TEST", "[32, 32]", "INPUT.PADDING", "2",
-        "DATALOADER.NUM_WORKERS", "0", "DATALOADER.NUM_IDENTITIES", "3", "DATALOADER.NUM_INSTANCES", "2",
-        "DATALOADER.REAL_BATCH_SIZE", "4", "SOLVER.MAX_EPOCHS", "1", "SOLVER.WARMUP_LENGTH", "1",
-        "SOLVER.AMP", "off", *opts], stage=stage)
+    return load_config(str(TINY_CONFIG), ["DATASETS.DATA_PATH", str(root), "OUTPUT_DIR", str(out), "SOLVER.MAX_EPOCHS",
+                                          "1", "SOLVER.WARMUP_LENGTH", "1", "SOLVER.AMP", "off", *opts], stage=stage)
 
 
 def params(module: torch.nn.Module):
