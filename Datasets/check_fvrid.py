@@ -9,7 +9,7 @@ import sys
 
 from fvrid_tools.check import check_dataset, format_report
 from rvsl.data.check import select_layout
-from rvsl.data.layout import DOMAINS
+from rvsl.layout import DOMAINS
 from rvsl.utils.errors import InputError
 from rvsl.utils.logger import setup_logger
 

@@ -27,7 +27,7 @@ on a folder of generated JPEGs, after one warm-up run on a few of them.
 Usage:
 
     python benchmarks/train_speed.py                     # the published setting (configs/FVRID.yml) on CUDA
-    python benchmarks/train_speed.py --tiny              # a seconds-long CPU smoke run (in the test suite)
+    python benchmarks/train_speed.py --tiny              # a seconds-long CPU smoke run, configs/tiny.yml (tests)
     python benchmarks/train_speed.py --settings reference ours ours-ckpt --json out.json
     python benchmarks/train_speed.py --profile --settings ours --trace-dir DIR   # + trace, kernels, parts
 """
@@ -44,11 +44,12 @@ from typing import Callable, Dict, List, Optional, Tuple
 import cv2
 import numpy as np
 import torch
+from torch.utils.data import DataLoader
 
 from rvsl.api.commands import run_extract
-from rvsl.config import config_to_dict, load_config
+from rvsl.checkpoint import write_checkpoint
+from rvsl.config import CfgNode, load_config
 from rvsl.data.build import TrainLoaders
-from rvsl.engine.checkpoint import save_checkpoint
 from rvsl.engine.memory import images_per_step
 from rvsl.engine.trainer import Trainer
 from rvsl.modeling import build_model
@@ -70,9 +71,10 @@ SETTINGS: Dict[str, List[str]] = {
     "ours-compile": ["SOLVER.COMPILE", "True"],
 }
 SYNC_EVERY_STEP = {"reference"}  # settings that read every loss back after every step, as the reference did
-# A seconds-long CPU setting for the smoke test: ResNet-18 at 64x64, 2 x 2 pairs, 4 real images.
-TINY = ["MODEL.NAME", "resnet18", "INPUT.SIZE_TRAIN", "[64, 64]", "INPUT.SIZE_TEST", "[64, 64]",
-        "DATALOADER.NUM_IDENTITIES", "2", "DATALOADER.NUM_INSTANCES", "2", "DATALOADER.REAL_BATCH_SIZE", "4",
+# --tiny, a seconds-long CPU setting for the smoke test: configs/tiny.yml (ResNet-18, 2 instances and 4 real images
+# a batch) at 64x64 with 2 identities a batch and 16-channel generators and discriminators.
+TINY_CONFIG = ROOT / "configs" / "tiny.yml"
+TINY = ["INPUT.SIZE_TRAIN", "[64, 64]", "INPUT.SIZE_TEST", "[64, 64]", "DATALOADER.NUM_IDENTITIES", "2",
         "MODEL.GEN_CHANNELS", "16", "MODEL.DISC_CHANNELS", "16"]
 NUM_CLASSES = 100
 PROFILE_ITERS = 3  # profiled iterations after the timed ones (a trace of about a megabyte each, gzipped)
@@ -81,11 +83,21 @@ logger = logging.getLogger("train_speed")
 
 
 class RandomDataTrainer(Trainer):
-    """The trainer without data: no loaders, no test set, a fixed number of identities."""
+    """The trainer on fixed random batches (:func:`random_batch`): no folders, no test set, NUM_CLASSES identities.
 
-    def build_data(self, cfg):
-        """No loaders and no test set: batches are made by :func:`random_batch`."""
-        return TrainLoaders(syn=None, real=None, num_classes=NUM_CLASSES), None
+    Its loaders serve the batches as they are; the benchmark hands them to ``train_iteration`` itself.
+    """
+
+    def __init__(self, cfg: CfgNode, device: torch.device, batches: List[Dict]) -> None:
+        self.batches = batches
+        super().__init__(cfg, device)
+
+    def build_data(self, cfg: CfgNode) -> Tuple[TrainLoaders, None]:
+        """Loaders over :attr:`batches` (each item a whole batch) and no test set."""
+        stage1 = cfg.MODE.STAGE == "STAGE1"
+        syn = DataLoader([batch if stage1 else batch["syn"] for batch in self.batches], batch_size=None)
+        real = None if stage1 else DataLoader([batch["real"] for batch in self.batches], batch_size=None)
+        return TrainLoaders(syn=syn, real=real, num_classes=NUM_CLASSES), None
 
 
 def random_batch(cfg, stage: str, generator: torch.Generator) -> Dict:
@@ -143,9 +155,9 @@ def time_training(cfg, stage: str, setting: str, device: torch.device, iters: in
         cfg = cfg.clone()
         cfg.defrost()
         cfg.OUTPUT_DIR = out
-        trainer = RandomDataTrainer(cfg, device)
         generator = torch.Generator().manual_seed(0)
         batches = [random_batch(cfg, stage, generator) for _ in range(2 * cfg.SOLVER.ACCUM_STEPS)]
+        trainer = RandomDataTrainer(cfg, device, batches)
         sync_each_step = setting in SYNC_EVERY_STEP
 
         def run(count: int) -> None:
@@ -214,8 +226,8 @@ def time_extract_command(cfg, setting: str, device: torch.device, count: int, ba
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         weight = root / "model.pth"
-        save_checkpoint({"model": build_model(cfg, NUM_CLASSES).state_dict(), "stage": "STAGE1", "epoch": 1,
-                         "config": config_to_dict(cfg), "metrics": {}, "num_classes": NUM_CLASSES}, weight)
+        write_checkpoint(weight, build_model(cfg, NUM_CLASSES).state_dict(), stage="STAGE1", epoch=1, config=cfg,
+                         num_classes=NUM_CLASSES)
         warm = write_jpegs(root / "warm", min(count, 2 * batch_size), size, seed=1)
         images = write_jpegs(root / "images", count, size)
         def command(folder: Path, out: str) -> argparse.Namespace:  # extract.py's arguments, no overrides
@@ -248,7 +260,7 @@ def table(rows: List[Dict]) -> str:
 
 def main(argv: Optional[List[str]] = None) -> List[Dict]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--config", default=str(ROOT / "configs" / "FVRID.yml"))
+    parser.add_argument("--config", default="", help="default configs/FVRID.yml; with --tiny, configs/tiny.yml")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--tiny", action="store_true", help="the small CPU smoke setting")
     parser.add_argument("--stages", nargs="+", default=["STAGE1", "STAGE3"], choices=["STAGE1", "STAGE2", "STAGE3"])
@@ -266,6 +278,7 @@ def main(argv: Optional[List[str]] = None) -> List[Dict]:
     parser.add_argument("--json", help="also write the rows to this file")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides, KEY VALUE pairs")
     args = parser.parse_args(argv)
+    args.config = args.config or str(TINY_CONFIG if args.tiny else ROOT / "configs" / "FVRID.yml")
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     logger.setLevel(logging.INFO)
 

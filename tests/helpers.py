@@ -9,8 +9,11 @@ from typing import Dict, Iterable, List, Sequence, Tuple
 
 import cv2
 import numpy as np
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
+# The tiny CPU setting the tests train and build models with (each adds only what it needs besides).
+TINY_CONFIG = ROOT / "configs" / "tiny.yml"
 
 # The twelve folders of the FVRID layout by config key, spelled out as an independent expectation.
 EXPECTED_FOLDERS = {
@@ -24,6 +27,13 @@ EXPECTED_FOLDERS = {
 # The optional labelled real-hazy dev split (query, gallery).
 EXPECTED_DEV_FOLDERS = {"REAL_DEV_QUERY_FOGGY_PATH": "FVRID_real/dev_query_foggy",
                         "REAL_DEV_GALLERY_FOGGY_PATH": "FVRID_real/dev_gallery_foggy"}
+
+
+def tiny_opts() -> List[str]:
+    """configs/tiny.yml as command-line KEY VALUE pairs, to lay the tiny setting over another config file."""
+    sections = yaml.safe_load(TINY_CONFIG.read_text(encoding="utf-8"))
+    return [item for section, keys in sections.items() for key, value in keys.items()
+            for item in (f"{section}.{key}", str(value))]
 
 
 def write_image(path: Path, seed: int, size: int = 32) -> None:

@@ -12,13 +12,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from helpers import ROOT, run_cli
+from helpers import ROOT, run_cli, tiny_opts
 from rvsl.utils.io import TMP_SUFFIX
 
-# A tiny, fast training setting on top of configs/demo.yml.
-FAST = ["MODEL.DEVICE", "cpu", "INPUT.SIZE_TRAIN", "[32, 32]", "INPUT.SIZE_TEST", "[32, 32]", "INPUT.PADDING", "2",
-        "DATALOADER.NUM_IDENTITIES", "3", "DATALOADER.NUM_INSTANCES", "2", "DATALOADER.REAL_BATCH_SIZE", "4",
-        "SOLVER.WARMUP_LENGTH", "2", "SOLVER.EVAL_PERIOD", "1", "SOLVER.LOG_PERIOD", "5"]
+# A tiny, fast training setting on top of configs/demo.yml: configs/tiny.yml laid over it, and a short warm-up,
+# validation every epoch and frequent logging.
+FAST = [*tiny_opts(), "SOLVER.WARMUP_LENGTH", "2", "SOLVER.EVAL_PERIOD", "1", "SOLVER.LOG_PERIOD", "5"]
 
 
 def train_args(stage: int, data: Path, out: Path, *opts: str):

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from helpers import ROOT
+from helpers import ROOT, TINY_CONFIG
 from rvsl.config import load_config
 from rvsl.data.samplers import InferenceBatchSampler, PKBatchSampler, SeededBatches, ShuffleBatchSampler
 from rvsl.engine import distributed
@@ -20,13 +20,12 @@ from rvsl.modeling.discriminator import PatchDiscriminator
 from rvsl.utils import comm
 from rvsl.utils.errors import InputError
 
-# A tiny stage run: resnet18 at 32 x 32, no augmentation, no replay pool (so nothing random is drawn
-# per image), in the main process; test batches of 4, so that two processes share the 12 test images 8 + 4.
-TINY = ["MODEL.NAME", "resnet18", "MODEL.DEVICE", "cpu", "MODEL.POOL_SIZE", "0", "INPUT.SIZE_TRAIN", "[32, 32]",
-        "INPUT.SIZE_TEST", "[32, 32]", "INPUT.FLIP_PROB", "0.0", "INPUT.RESIZE_RANGE", "[1.0, 1.0]",
-        "INPUT.ERASE_PROB", "0.0", "DATALOADER.NUM_WORKERS", "0", "DATALOADER.NUM_INSTANCES", "2",
-        "DATALOADER.REAL_BATCH_SIZE", "4", "TEST.IMS_PER_BATCH", "4", "SOLVER.MAX_EPOCHS", "1",
-        "SOLVER.WARMUP_LENGTH", "0", "SOLVER.AMP", "off"]
+# A tiny stage run: configs/tiny.yml (resnet18 at 32 x 32, in the main process) with no augmentation and no
+# replay pool (so nothing random is drawn per image); test batches of 4, so that two processes share the 12 test
+# images 8 + 4.
+TINY = ["MODEL.POOL_SIZE", "0", "INPUT.PADDING", "0", "INPUT.FLIP_PROB", "0.0", "INPUT.RESIZE_RANGE", "[1.0, 1.0]",
+        "INPUT.ERASE_PROB", "0.0", "TEST.IMS_PER_BATCH", "4", "SOLVER.MAX_EPOCHS", "1", "SOLVER.WARMUP_LENGTH", "0",
+        "SOLVER.AMP", "off"]
 
 # The published train-time augmentation (TINY switches it off).
 AUGMENT = ["INPUT.FLIP_PROB", "0.5", "INPUT.RESIZE_RANGE", "[1.0, 1.2]", "INPUT.ERASE_PROB", "0.5"]
@@ -50,7 +49,7 @@ from rvsl.engine.trainer import Trainer, train_stage
 from rvsl.evaluation import inference_on_dataset
 from rvsl.utils import comm
 
-out, mode, stage, *opts = sys.argv[1:]
+out, mode, stage, config, *opts = sys.argv[1:]
 train, translation_loss = Trainer.train, stages.translation_loss
 calls = []
 
@@ -97,7 +96,8 @@ def evaluate_train_save(trainer):
 
 
 Trainer.train = evaluate_train_save
-sys.exit(launch(train_stage, "test driver", stage=stage, argv=["OUTPUT_DIR", str(Path(out) / "run"), *opts]))
+sys.exit(launch(train_stage, "test driver", stage=stage, argv=["-c", config, "OUTPUT_DIR", str(Path(out) / "run"),
+                                                                  *opts]))
 '''
 
 
@@ -113,7 +113,8 @@ def run_driver(tmp_path: Path, name: str, processes: int, stage: str, *opts: str
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1",
                PYTHONPATH=os.pathsep.join([str(ROOT / "RVSL"), os.environ.get("PYTHONPATH", "")]))
     env.pop("RVSL_DEBUG", None)
-    command = [sys.executable, *(launcher if processes > 1 else []), str(script), str(out), mode, stage, *TINY, *opts]
+    command = [sys.executable, *(launcher if processes > 1 else []), str(script), str(out), mode, stage,
+               str(TINY_CONFIG), *TINY, *opts]
     with subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                           text=True) as process:
         try:

@@ -8,9 +8,11 @@ from pathlib import Path
 import pytest
 import torch
 
+from helpers import TINY_CONFIG
 from rvsl.config import load_config
-from rvsl.engine.checkpoint import load_checkpoint, save_checkpoint
+from rvsl.checkpoint import read_weights, write_checkpoint
 from rvsl.engine.guard import TrainingStopped
+from rvsl.engine.hooks import EpochRecord
 from rvsl.engine.solver import build_lr_schedulers, build_optimizers, step_schedulers
 from rvsl.engine.stages import SupervisedStep, UnsupervisedStep
 from rvsl.engine.guard import GRAD_SCALE_START
@@ -22,12 +24,8 @@ from rvsl.utils.misc import to_device
 
 
 def make_cfg(root: Path, out: Path, stage: str = "STAGE1", *opts):
-    return load_config(None, [
-        "DATASETS.DATA_PATH", str(root), "OUTPUT_DIR", str(out), "MODEL.NAME", "resnet18", "MODEL.DEVICE", "cpu",
-        "INPUT.SIZE_TRAIN", "[32, 32]", "INPUT.SIZE_TEST", "[32, 32]", "INPUT.PADDING", "2",
-        "DATALOADER.NUM_WORKERS", "0", "DATALOADER.NUM_IDENTITIES", "3", "DATALOADER.NUM_INSTANCES", "2",
-        "DATALOADER.REAL_BATCH_SIZE", "4", "SOLVER.MAX_EPOCHS", "1", "SOLVER.WARMUP_LENGTH", "1",
-        "SOLVER.AMP", "off", *opts], stage=stage)
+    return load_config(str(TINY_CONFIG), ["DATASETS.DATA_PATH", str(root), "OUTPUT_DIR", str(out), "SOLVER.MAX_EPOCHS",
+                                          "1", "SOLVER.WARMUP_LENGTH", "1", "SOLVER.AMP", "off", *opts], stage=stage)
 
 
 def params(module: torch.nn.Module):
@@ -141,7 +139,7 @@ def test_nonfinite_discriminator_alone_stops_the_run(tiny_fvrid, tmp_path, monke
 def test_checkpoint_round_trip_with_weights_only(tiny_fvrid, tmp_path):
     trainer = Trainer(make_cfg(tiny_fvrid, tmp_path, "STAGE1"), torch.device("cpu"))
     trainer.train_iteration([next(trainer._batches(0))])
-    trainer.record = {"epoch": 1, "metrics": {"syn_val": {"fused": {"mAP": 0.5}}}}
+    trainer.record = EpochRecord(1, metrics={"syn_val": {"fused": {"mAP": 0.5}}})
     trainer.save("last")
     payload = torch.load(tmp_path / "checkpoint" / "last.pth", map_location="cpu", weights_only=True)
     for key in ("model", "discriminators", "optimizer.model", "optimizer.disc", "scheduler.warmup", "scheduler.decay",
@@ -162,7 +160,7 @@ def test_checkpoint_round_trip_with_weights_only(tiny_fvrid, tmp_path):
 
 def test_stage2_starts_from_stage1_checkpoint(tiny_fvrid, tmp_path, caplog):
     stage1 = Trainer(make_cfg(tiny_fvrid, tmp_path / "s1", "STAGE1"), torch.device("cpu"))
-    stage1.record = {"epoch": 1, "metrics": {}}
+    stage1.record = EpochRecord(1)
     stage1.save("last")
     path = str(tmp_path / "s1" / "checkpoint" / "last.pth")
     with caplog.at_level(logging.INFO):
@@ -175,7 +173,7 @@ def test_stage2_starts_from_stage1_checkpoint(tiny_fvrid, tmp_path, caplog):
 
 def test_pretrain_of_another_model_is_named(tiny_fvrid, tmp_path):
     stage1 = Trainer(make_cfg(tiny_fvrid, tmp_path / "s1", "STAGE1"), torch.device("cpu"))
-    stage1.record = {"epoch": 1, "metrics": {}}
+    stage1.record = EpochRecord(1)
     stage1.save("last")
     path = str(tmp_path / "s1" / "checkpoint" / "last.pth")
     with pytest.raises(InputError, match=r"last.pth holds a resnet18 model .* expected resnet34"):
@@ -185,7 +183,7 @@ def test_pretrain_of_another_model_is_named(tiny_fvrid, tmp_path):
 
 def test_interrupted_save_leaves_previous_checkpoint(tmp_path, monkeypatch):
     path = tmp_path / "last.pth"
-    save_checkpoint({"model": {}, "stage": "STAGE1", "epoch": 1, "config": {}, "metrics": {}}, path)
+    write_checkpoint(path, {}, stage="STAGE1", epoch=1, config={}, num_classes=0)
 
     def dying_save(obj, f, *args, **kwargs):
         f.write(b"half a checkpoint")
@@ -193,9 +191,9 @@ def test_interrupted_save_leaves_previous_checkpoint(tmp_path, monkeypatch):
 
     monkeypatch.setattr(torch, "save", dying_save)
     with pytest.raises(KeyboardInterrupt):
-        save_checkpoint({"model": {}, "stage": "STAGE1", "epoch": 2, "config": {}, "metrics": {}}, path)
+        write_checkpoint(path, {}, stage="STAGE1", epoch=2, config={}, num_classes=0)
     monkeypatch.undo()
-    assert load_checkpoint(str(path), "test")["epoch"] == 1
+    assert read_weights(str(path), "test", formats=("rvsl",)).meta["epoch"] == 1
 
 
 class _Exploit:
@@ -221,11 +219,11 @@ def test_not_a_checkpoint_and_wrong_stage_are_named(tmp_path):
     plain = tmp_path / "weights.pth"
     torch.save({"conv1.weight": torch.zeros(1)}, plain)
     with pytest.raises(InputError, match=r"TEST.WEIGHT: .*weights.pth is not an RVSL checkpoint \(missing model"):
-        load_checkpoint(str(plain), "TEST.WEIGHT")
+        read_weights(str(plain), "TEST.WEIGHT", formats=("rvsl",))
     good = tmp_path / "s2.pth"
-    save_checkpoint({"model": {}, "stage": "STAGE2", "epoch": 1, "config": {}, "metrics": {}}, good)
+    write_checkpoint(good, {}, stage="STAGE2", epoch=1, config={}, num_classes=0)
     with pytest.raises(InputError, match="is a STAGE2 checkpoint; expected STAGE1"):
-        load_checkpoint(str(good), "--resume", stage="STAGE1")
+        read_weights(str(good), "--resume", formats=("rvsl",), stage="STAGE1")
 
 
 def lr_per_epoch(cfg, epochs):
@@ -279,7 +277,7 @@ def test_schedule_as_written_warms_up_in_iterations():
 
 def test_resume_refuses_a_run_of_another_shape_before_touching_anything(tiny_fvrid, tmp_path):
     trainer = Trainer(make_cfg(tiny_fvrid, tmp_path, "STAGE1"), torch.device("cpu"))
-    trainer.record = {"epoch": 1, "metrics": {}}
+    trainer.record = EpochRecord(1)
     trainer.save("last")
     other = Trainer(make_cfg(tiny_fvrid, tmp_path, "STAGE1", "VAL.SYN_IDENTITIES", "1"), torch.device("cpu"))
     before = params(other.model)

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from helpers import ROOT, run_cli
-from rvsl.engine.checkpoint import load_checkpoint
+from rvsl.checkpoint import read_weights
 from rvsl.engine.defaults import launch
 from rvsl.engine.trainer import train_stage
 from rvsl.utils.errors import InputError, one_line
@@ -89,7 +89,7 @@ def test_full_disk_during_a_checkpoint_keeps_the_previous_ones_and_exits_2(tiny_
     assert errors == [f"error: cannot write best.pth in {out / 'checkpoint'} (No space left on device); "
                       "the previous best.pth there, if any, is unchanged"]
     for name in ("last", "best"):
-        assert load_checkpoint(str(out / "checkpoint" / f"{name}.pth"), name)["epoch"] == 1
+        assert read_weights(str(out / "checkpoint" / f"{name}.pth"), name, formats=("rvsl",)).meta["epoch"] == 1
     assert os.path.samefile(out / "checkpoint" / "last.pth", out / "checkpoint" / "best.pth")
     holder = _holder(out)  # launch released the folder's lock when it returned
     holder.kill()

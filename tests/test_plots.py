@@ -5,8 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from model_helpers import TINY_OPTS
-from rvsl.config import load_config
+from model_helpers import tiny_model_config
 from rvsl.engine.tensorboard import TensorBoardWriter, flatten, translation_strip
 from rvsl.modeling import build_model
 from rvsl.utils.plot import plot_losses, relative_curves
@@ -35,7 +34,7 @@ def test_tensorboard_scalars_and_strip_are_written(tmp_path):
     writer = TensorBoardWriter(tmp_path)
     writer.scalars(1, {"loss": {"reid": 2.5}, "lr": {"reid": 3e-4}, "val": {"fused": {"mAP": 0.25}}, "note": "x"})
     writer.scalars(2, {"loss": {"reid": 1.5}})
-    model = build_model(load_config(None, TINY_OPTS), 4)
+    model = build_model(tiny_model_config(), 4)
     images = torch.rand(2, 3, 32, 32)
     strip = translation_strip(model, images)
     assert strip.shape == (3, 64, 96) and torch.equal(strip[:, :32, :32], images[0]) and model.training

@@ -7,19 +7,19 @@ import torch
 
 from rvsl import Predictor
 from rvsl.api.predictor import image_paths
-from rvsl.config import config_from_dict, get_cfg_defaults
+from rvsl.checkpoint import read_weights
+from rvsl.config import get_cfg_defaults
 from rvsl.data.build import make_loader
 from rvsl.data.transforms import read_image
-from rvsl.engine.checkpoint import load_checkpoint
 from rvsl.modeling import build_model
 from rvsl.utils.errors import InputError
 
 
 def reference_outputs(checkpoint, paths):
     """Features and dehazed images computed directly with the model, image by image."""
-    payload = load_checkpoint(str(checkpoint), "test")
-    model = build_model(config_from_dict(payload["config"]), payload["num_classes"])
-    model.load_state_dict(payload["model"])
+    weights = read_weights(str(checkpoint), "test", formats=("rvsl",))
+    model = build_model(weights.config, weights.meta["num_classes"])
+    model.load_state_dict(weights.state)
     model.eval()
     out = {"clear": [], "hazy": [], "dehazed": []}
     with torch.no_grad():

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from helpers import ROOT, run_cli
 from rvsl.config import config_to_dict, load_config
-from rvsl.engine.model_io import load_inference_model, load_reference_weights
+from rvsl.checkpoint import load_inference_model, load_reference_weights
 from rvsl.modeling import build_model
 from rvsl.modeling.reference import from_reference, is_reference_state, to_reference
 from rvsl.modeling.resnet_ibn_a import resnet50_ibn_a

@@ -99,20 +99,18 @@ def test_adabn_command_writes_a_checkpoint_with_new_statistics_only(tiny_fvrid, 
 def test_default_checkpoint_choice_reads_no_test_label(config, stage):
     """Two epochs: the labelled test set prefers the first, everything label-free the second. The default
     choice of every shipped config must take the second; train.sh and the Makefile must not override it."""
-    from types import SimpleNamespace
-
     from helpers import ROOT
     from rvsl.config import load_config
-    from rvsl.engine.hooks import BestMetricHook
+    from rvsl.engine.hooks import BestMetricHook, EpochRecord
 
     cfg = load_config(str(ROOT / config) if config else None, [], stage=stage)
     hook = BestMetricHook(cfg.SOLVER.BEST_METRIC)
     reid = lambda v: {b: {"mAP": v, "rank1": v, "mINP": v} for b in ("clear", "hazy", "fused")}  # noqa: E731
     proxies = lambda v: {"cycle_psnr": v, "agreement": v, "knn_overlap": v}  # noqa: E731
     for epoch, (test, free) in enumerate([(0.9, 0.1), (0.1, 0.2)], start=1):
-        trainer = SimpleNamespace(record={"epoch": epoch, "metrics": {
-            "test_labels": reid(test), "syn_val": reid(free), "real_proxy": proxies(free)}})
-        hook.after_epoch(trainer)
+        record = EpochRecord(epoch, metrics={"test_labels": reid(test), "syn_val": reid(free),
+                                             "real_proxy": proxies(free)})
+        hook.after_epoch(None, record)
     assert hook.best_epoch == 2, cfg.SOLVER.BEST_METRIC
     for script in ("train.sh", "Makefile", "test.sh"):
         assert "test_labels" not in (ROOT / script).read_text()

@@ -5,7 +5,7 @@ Columns:
 - ``IMG``: output file name, FVRID naming ``PPPPP_cCCC_FFFFFF_K.jpg``;
 - ``NAME``: source image, path relative to the source dataset's image folder (or its file name);
 - ``SOURCE``: ``VeRi-Wild`` or ``Vehicle-1M`` (case, spaces and dashes ignored: ``Veriwild`` works);
-- ``SAVE``: destination folder, a relative folder of the layout (:data:`rvsl.data.layout.FOLDERS`),
+- ``SAVE``: destination folder, a relative folder of the layout (:data:`rvsl.layout.FOLDERS`),
   a prefix such as ``../../`` ignored;
 - ``ORI_NAME``: original file name in the source dataset, relative to its image folder.
 

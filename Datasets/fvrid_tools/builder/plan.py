@@ -1,7 +1,7 @@
 """Planning a build: every index row checked and turned into a :class:`Task` before anything is written.
 
 Rows saved to a synthetic clear folder also get a hazy twin of the same name in the synthetic hazy
-folder of the same split (:func:`rvsl.data.layout.twin`). The source image is ``SOURCE_DIR/ORI_NAME`` if that exists,
+folder of the same split (:func:`rvsl.layout.twin`). The source image is ``SOURCE_DIR/ORI_NAME`` if that exists,
 else ``SOURCE_DIR/NAME``.
 """
 
@@ -10,9 +10,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 from typing import List, Mapping, Optional, Sequence
 
-from rvsl.data import layout
+from rvsl import layout
 from rvsl.data.fvrid import parse_name
-from rvsl.data.layout import LayoutFolder
+from rvsl.layout import LayoutFolder
 from rvsl.utils.errors import InputError
 
 from .index import IndexRow

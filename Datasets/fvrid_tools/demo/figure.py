@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from rvsl.data import layout
+from rvsl import layout
 
 from .plan import Job
 

@@ -10,8 +10,8 @@ from typing import List, Tuple
 
 import numpy as np
 
-from rvsl.data import layout
-from rvsl.data.layout import LayoutFolder
+from rvsl import layout
+from rvsl.layout import LayoutFolder
 
 # Counts and sizes: every knob of the dataset's shape lives here.
 DEFAULT_SIZE = 128            # output images are SIZE x SIZE

@@ -6,7 +6,7 @@ from typing import Dict, Tuple
 import cv2
 import numpy as np
 
-from rvsl.data import layout
+from rvsl import layout
 from rvsl.haze import sample_haze_params, synthesize
 
 from ..imageio import encode_image, rgb_to_bgr8

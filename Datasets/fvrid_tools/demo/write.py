@@ -9,7 +9,7 @@ from typing import Dict, List, Tuple
 
 import cv2
 
-from rvsl.data import layout
+from rvsl import layout
 from rvsl.utils.io import write_bytes_atomic
 
 from .drawing import vehicle_textures

@@ -14,8 +14,8 @@ import cv2
 import numpy as np
 import torch
 
+from ..checkpoint import size_override
 from ..config import CfgNode
-from ..engine.model_io import size_override
 from ..evaluation.visualize import to_bgr
 from ..utils.errors import InputError
 from ..utils.io import atomic_path, write_bytes_atomic, write_image

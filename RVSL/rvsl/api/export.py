@@ -15,8 +15,8 @@ from typing import Dict, Tuple
 import torch
 from torch import nn
 
+from ..checkpoint import load_inference_model, size_override, test_size
 from ..config import CfgNode
-from ..engine.model_io import load_inference_model, size_override, test_size
 from ..modeling import RVSL
 from ..utils.io import atomic_path
 from .commands import output_folder, weight_argument

@@ -10,11 +10,11 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from ..checkpoint import load_inference_model, test_size
 from ..config import CfgNode, get_cfg_defaults
 from ..data.build import make_loader
 from ..data.datasets import ImageListDataset
 from ..data.fvrid import scan_folder, warn_skipped
-from ..engine.model_io import load_inference_model, test_size
 from ..utils.errors import InputError
 from ..utils.misc import amp_dtype, autocast, channels_last, resolve_device, to_device
 

@@ -7,7 +7,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import yaml
 from yacs.config import CfgNode
 
-from ..data import layout
+from .. import layout
 from ..evaluation.distance import METRICS as DISTANCES
 from ..evaluation.evaluator import RANKED_BRANCHES
 from ..modeling.backbones import BACKBONE_NAMES as MODEL_NAMES

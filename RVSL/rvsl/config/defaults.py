@@ -11,7 +11,7 @@ then ``KEY VALUE`` pairs from the command line (see :func:`rvsl.config.load_conf
 
 from yacs.config import CfgNode as CN
 
-from ..data.layout import DEFAULT_PATHS
+from ..layout import DEFAULT_PATHS
 
 _C = CN()
 
@@ -114,7 +114,7 @@ _C.INPUT.NOISE_STD = 0.0
 _C.DATASETS = CN()
 _C.DATASETS.DATA_PATH = "Datasets"
 # One key per folder of the layout, SYN_TRAIN_CLEAR_PATH ... REAL_GALLERY_FOGGY_PATH, generated from the
-# table in rvsl/data/layout.py: synthetic train/query/gallery in clear and hazy twins (SYN_*), real clear
+# table in rvsl/layout.py: synthetic train/query/gallery in clear and hazy twins (SYN_*), real clear
 # (REAL_*_CLEAR_PATH) and real hazy (REAL_*_FOGGY_PATH) train/query/gallery. The real TRAIN folders are
 # unlabelled (names never parsed); the real query/gallery folders may be absent in stages 2/3. The optional
 # labelled real hazy dev split (REAL_DEV_QUERY_FOGGY_PATH, REAL_DEV_GALLERY_FOGGY_PATH) is read only by

@@ -11,7 +11,7 @@ from torch.utils.data import DataLoader
 from ..config import CfgNode
 from ..utils import comm
 from ..utils.errors import InputError
-from . import layout
+from .. import layout
 from .datasets import ImageListDataset, PairDataset, TestDataset, UnlabelledDataset
 from .fvrid import ImageRecord, PairRecord, list_images, pair_twins, relabel, scan_labelled, summarize
 from .samplers import InferenceBatchSampler, PKBatchSampler, SeededBatches, ShuffleBatchSampler

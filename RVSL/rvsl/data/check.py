@@ -1,6 +1,6 @@
 """Fast validation of a dataset in the FVRID layout, on the loaders' own scanner (:mod:`rvsl.data.fvrid`).
 
-:func:`scan_dataset` lists the folders of the layout (:mod:`rvsl.data.layout`) and returns a
+:func:`scan_dataset` lists the folders of the layout (:mod:`rvsl.layout`) and returns a
 :class:`Report` with per-folder counts and, per kind of problem, the offending files. The trainers
 call :func:`startup_check`; the offline tool ``Datasets/check_fvrid.py`` adds the checks that read
 every image (decode, twin sizes, duplicates). Kinds of problem (:data:`PROBLEM_KINDS`):
@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
 from ..utils.errors import InputError
-from . import layout
+from .. import layout
 from .fvrid import JUNK_ID, FolderScan, mark_reported, match_twins, scan_folder
 
 logger = logging.getLogger(__name__)

@@ -12,13 +12,12 @@ import torch
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from ..config import CfgNode, config_to_dict
+from ..checkpoint import load_inference_model, size_override, test_size, write_checkpoint
+from ..config import CfgNode
 from ..data.build import folder, make_loader
 from ..data.datasets import ImageListDataset
 from ..data.fvrid import list_images
-from .checkpoint import save_checkpoint
 from .defaults import default_setup
-from .model_io import load_inference_model, size_override, test_size
 
 logger = logging.getLogger(__name__)
 
@@ -76,8 +75,7 @@ def run_adabn(cfg: CfgNode, args: argparse.Namespace) -> Dict:
     seen = adapt_batchnorm(model.to(device), loader, "hazy", device)
     path = Path(cfg.OUTPUT_DIR) / "adabn.pth"
     adabn = {"weight": cfg.TEST.WEIGHT, "branch": "hazy", "images": seen, "folder": folder(cfg, key)}
-    save_checkpoint({"model": model.cpu().state_dict(), "stage": info["stage"], "epoch": info["epoch"],
-                     "config": config_to_dict(model_cfg), "metrics": {}, "num_classes": info["num_classes"],
-                     "adabn": adabn}, path)
+    write_checkpoint(path, model.cpu().state_dict(), stage=info["stage"], epoch=info["epoch"], config=model_cfg,
+                     num_classes=info["num_classes"], adabn=adabn)
     logger.info("AdaBN checkpoint written to %s", path)
     return adabn

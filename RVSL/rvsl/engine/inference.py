@@ -5,6 +5,7 @@ import logging
 from pathlib import Path
 from typing import Dict, List, Optional, Union
 
+from ..checkpoint import load_inference_model, size_override, test_size
 from ..config import CfgNode, with_values
 from ..data.build import build_test_loader
 from ..evaluation import (DatasetEvaluator, ImageQualityEvaluator, PictureEvaluator, ReIDEvaluator, RerankParams,
@@ -13,7 +14,6 @@ from ..utils import comm
 from ..utils.io import write_json
 from ..utils.misc import amp_dtype, channels_last
 from .defaults import default_setup
-from .model_io import load_inference_model, size_override, test_size
 from .report import format_metrics
 
 logger = logging.getLogger(__name__)

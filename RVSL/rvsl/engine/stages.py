@@ -12,7 +12,7 @@ from typing import Callable, Dict, List, NamedTuple, Tuple
 from torch import Tensor, nn
 
 from ..config import CfgNode
-from ..data import layout
+from .. import layout
 from ..losses import (consistency_loss, cr_loss, dcp_loss, lsgan_loss, midc_loss, reid_loss, translation_loss,
                       tv_loss)
 from ..modeling.rvsl_model import DOMAINS, OTHER

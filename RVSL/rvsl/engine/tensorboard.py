@@ -2,9 +2,10 @@
 
 import logging
 from pathlib import Path
-from typing import Any, Dict, Mapping, Union
+from typing import Any, Dict, Mapping, Optional, Sequence, Union
 
 import torch
+from torch.utils.data import DataLoader
 
 from ..modeling import RVSL
 
@@ -36,6 +37,15 @@ def translation_strip(model: RVSL, images: torch.Tensor) -> torch.Tensor:
         model.train(was_training)
     rows = torch.cat([images.float(), dehazed.float(), rehazed.float()], dim=3)  # B x 3 x H x 3W
     return torch.cat(list(rows), dim=1).clamp(0, 1).cpu()
+
+
+def strip_images(loaders: Sequence[Optional[DataLoader]], count: int = 4) -> Optional[torch.Tensor]:
+    """The first ``count`` images of the first of ``loaders`` that is given and not empty, for the translation
+    strip; None when there is none."""
+    dataset = next((loader.dataset for loader in loaders if loader), None)
+    if dataset is None:
+        return None
+    return torch.stack([dataset[i]["img"] for i in range(min(count, len(dataset)))])
 
 
 class TensorBoardWriter:

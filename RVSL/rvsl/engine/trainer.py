@@ -4,51 +4,57 @@ import argparse
 import itertools
 import logging
 import time
-from collections import defaultdict
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
+from torch.optim import Optimizer
+from torch.optim.lr_scheduler import LRScheduler
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from ..config import CfgNode, config_from_dict, config_to_dict
+from .. import modeling
+from ..checkpoint import MODEL_KEY, RVSL_FORMAT, read_weights
+from ..config import CfgNode
 from ..data.build import STAGE_TEST_SET, TrainLoaders, build_test_loader, build_train_loaders, has_test_set
 from ..data.check import startup_check
 from ..evaluation import inference_on_dataset, real_proxies
-from ..modeling import (DOMAINS, ImagePool, build_discriminators, build_model, compile_networks, load_backbone_weights,
-                        load_matching_state)
-from ..modeling.reference import is_reference_state
+from ..modeling import DOMAINS, RVSL, ImagePool, compile_networks
 from ..utils import comm
 from ..utils.errors import InputError
-from ..utils.io import safe_load
 from ..utils.misc import amp_dtype, autocast, channels_last, to_device
-from .checkpoint import Checkpointer, is_rvsl_checkpoint, load_checkpoint
+from .checkpoint import Checkpointer
 from .defaults import default_setup
 from .distributed import (DiscriminatorLoss, GatheredPool, StepModule, accumulating, build_guard,
                           convert_sync_batchnorm, wrap)
 from .divergence import LossGrowth
 from .guard import grad_scaler, restore_running_stats, save_running_stats, scaled_step
-from .hooks import BestMetricHook, CheckpointHook, EvalHook, HistoryHook, TensorBoardHook
+from .hooks import BestMetricHook, CheckpointHook, EpochRecord, EvalHook, HistoryHook, HookBase, TensorBoardHook
 from .inference import build_evaluators
 from .interrupt import StopFlag
+from .loss_sums import Losses, LossSums, mean_losses
 from .memory import choose_activation_checkpoint
-from .model_io import load_reference_weights
+from .pretrain import check_same_model, load_pretrained
 from .report import format_metrics
 from .solver import build_lr_schedulers, build_optimizers, step_schedulers
-from .stages import REAL_DOMAIN, adversarial_domains, build_step
-from .tensorboard import TensorBoardWriter
+from .stages import REAL_DOMAIN, StageStep, adversarial_domains, build_step
+from .tensorboard import TensorBoardWriter, strip_images
 
 logger = logging.getLogger(__name__)
 
-Losses = Dict[str, Tensor]
+TestSet = Tuple[DataLoader, int]  # a test set's loader (query images first) and its number of queries
+
 
 class Trainer:
     """Trains one stage: builds data, networks, optimisers and the stage step from the config.
 
+    Like fast-reid's DefaultTrainer, each part is made by an overridable ``build_*`` method, called in this
+    order: :meth:`build_data`, :meth:`build_model`, :meth:`build_discriminators`, :meth:`build_optimizers`,
+    :meth:`build_schedulers`, :meth:`build_step`, :meth:`build_hooks`, :meth:`build_checkpointer`.
     Everything a resumed run needs is named once, in :attr:`checkpointer`; saving and resuming loop
-    over it. End-of-epoch work (validation, best epoch, history, checkpoints) is done by hooks.
+    over it. End-of-epoch work (validation, best epoch, history, checkpoints) is done by hooks, each given
+    the epoch's :class:`~rvsl.engine.hooks.EpochRecord`.
 
     Under ``torchrun`` every process builds the same trainer on its share of each batch; the two updates'
     loss modules are wrapped in DistributedDataParallel, every process validates (on its shard of the
@@ -62,19 +68,15 @@ class Trainer:
         self.max_epochs = cfg.SOLVER.MAX_EPOCHS
         self.accum_steps = cfg.SOLVER.ACCUM_STEPS
         self.loaders, self.test = self.build_data(cfg)
-
-        # SyncBatchNorm (MODEL.SYNC_BN, several processes) replaces the layers in place, before anything holds them
-        self.model = convert_sync_batchnorm(cfg, build_model(cfg, self.loaders.num_classes).to(device), device)
-        self.activation_checkpoint = choose_activation_checkpoint(cfg, device)  # "auto" resolved for the device
-        self.model.set_activation_checkpoint(self.activation_checkpoint)
-        self.discriminators = build_discriminators(cfg).to(device)
+        self.model = self.build_model(cfg)
+        self.discriminators = self.build_discriminators(cfg)
         self.channels_last = channels_last(cfg.MODEL.CHANNELS_LAST, device, self.model, self.discriminators)
         if cfg.SOLVER.COMPILE:
             compile_networks(self.model, self.discriminators)
         self.pools = {d: ImagePool(cfg.MODEL.POOL_SIZE) for d in DOMAINS}
         self.pool_states = {d: GatheredPool(pool) for d, pool in self.pools.items()}  # every process's, saved
-        self.optimizers = build_optimizers(cfg, self.model, self.discriminators, device)
-        self.schedulers = build_lr_schedulers(cfg, self.optimizers)
+        self.optimizers = self.build_optimizers(cfg)
+        self.schedulers = self.build_schedulers(cfg)
         self.amp_dtype = amp_dtype(cfg.SOLVER.AMP, device)
         logger.info("mixed precision: %s; channels-last %s; fused Adam %s; compiled %s; gradient accumulation %d",
                     {torch.bfloat16: "bf16", torch.float16: "fp16 with gradient scaling"}.get(self.amp_dtype, "off"),
@@ -84,33 +86,22 @@ class Trainer:
         self.guard = build_guard(cfg)
         self.stop = StopFlag(device)  # SIGTERM / SIGINT: stop at the next iteration boundary (engine/interrupt.py)
         self.loss_growth = LossGrowth()
-        self.step = build_step(cfg, self.model, self.discriminators)
+        self.step = self.build_step(cfg)
         # What each update calls: under torchrun, in DDP (single process: the step itself, unwrapped)
         self.step_module = wrap(StepModule(self.model, self.step), device)
         self.disc_loss = wrap(DiscriminatorLoss(self.discriminators, self.pools, adversarial_domains(cfg.MODE.STAGE),
                                                 cfg.MODEL.D_BATCHED_PASS), device)
-        self.hooks = [EvalHook(cfg.SOLVER.EVAL_PERIOD, self.validate)]  # every process validates
-        if comm.is_main_process():  # the hooks that write, in this order
-            self.hooks += [BestMetricHook(cfg.SOLVER.BEST_METRIC), HistoryHook(self.output_dir, cfg.MODE.STAGE),
-                           CheckpointHook(), TensorBoardHook(TensorBoardWriter(self.output_dir), self._strip_images())]
-        self.checkpointer = Checkpointer(self.output_dir / "checkpoint", {
-            "model": self.model,
-            "discriminators": self.discriminators,
-            **{f"optimizer.{name}": obj for name, obj in self.optimizers.items()},
-            **{f"scheduler.{name}": obj for name, obj in self.schedulers.items()},
-            **{f"scaler.{name}": obj for name, obj in self.scalers.items()},
-            **{f"pool.{name}": obj for name, obj in self.pool_states.items()},
-            "guard": self.guard,
-            **{f"hook.{hook.name}": hook for hook in self.hooks if hasattr(hook, "state_dict")},
-        })
+        self.hooks = self.build_hooks(cfg)
+        self.checkpointer = self.build_checkpointer()
         self.start_epoch = 0
-        self.record: Dict = {}
+        self.record: Optional[EpochRecord] = None  # the last finished epoch's
         if cfg.MODEL.PRETRAIN_PATH:
             self.load_pretrained(cfg.MODEL.PRETRAIN_PATH)
         else:
             logger.info("MODEL.PRETRAIN_PATH is empty: starting from random weights")
 
-    def build_data(self, cfg: CfgNode) -> Tuple[TrainLoaders, Optional[Tuple[DataLoader, int]]]:
+    # ------------------------------------------------------------------ builders
+    def build_data(self, cfg: CfgNode) -> Tuple[TrainLoaders, Optional[TestSet]]:
         """The stage's training loaders and its test set (None when absent); override to train on other data."""
         loaders = build_train_loaders(cfg)
         test_set = STAGE_TEST_SET[cfg.MODE.STAGE]
@@ -124,59 +115,79 @@ class Trainer:
                            "on that set for best.pth are chosen on test labels", cfg.SOLVER.BEST_METRIC, test_set)
         return loaders, test
 
-    def _strip_images(self, count: int = 4) -> Optional[Tensor]:
-        """A few fixed images for TensorBoard's translation strip: the stage's held-out real images, else its
-        test images, else the held-out synthetic (hazy) images; None when there are none."""
-        loaders = (self.loaders.val_real, self.test and self.test[0], self.loaders.val_syn and self.loaders.val_syn[0])
-        dataset = next((loader.dataset for loader in loaders if loader), None)
-        if dataset is None:
-            return None
-        return torch.stack([dataset[i]["img"] for i in range(min(count, len(dataset)))])
+    def build_model(self, cfg: CfgNode) -> RVSL:
+        """The RVSL networks on the device for the data's identities, with SyncBatchNorm (``MODEL.SYNC_BN``, several
+        processes; it replaces the layers in place, before anything holds them) and activation checkpointing
+        (``MODEL.ACTIVATION_CHECKPOINT``, "auto" resolved for the device, kept in :attr:`activation_checkpoint`)."""
+        model = modeling.build_model(cfg, self.loaders.num_classes).to(self.device)
+        model = convert_sync_batchnorm(cfg, model, self.device)
+        self.activation_checkpoint = choose_activation_checkpoint(cfg, self.device)
+        model.set_activation_checkpoint(self.activation_checkpoint)
+        return model
+
+    def build_discriminators(self, cfg: CfgNode) -> nn.Module:
+        """The domain discriminators (PatchGAN) on the device."""
+        return modeling.build_discriminators(cfg).to(self.device)
+
+    def build_optimizers(self, cfg: CfgNode) -> Dict[str, Optimizer]:
+        """``{"model": ..., "disc": ...}``: the two updates' optimisers."""
+        return build_optimizers(cfg, self.model, self.discriminators, self.device)
+
+    def build_schedulers(self, cfg: CfgNode) -> Dict[str, LRScheduler]:
+        """The learning-rate schedulers of :attr:`optimizers` (warm-up, decay, the discriminators')."""
+        return build_lr_schedulers(cfg, self.optimizers)
+
+    def build_step(self, cfg: CfgNode) -> StageStep:
+        """The stage's step: one batch to the named losses of the model update and the discriminators' inputs."""
+        return build_step(cfg, self.model, self.discriminators)
+
+    def build_hooks(self, cfg: CfgNode) -> List[HookBase]:
+        """The end-of-epoch hooks, in order: validation on every process; under torchrun only rank 0 adds the
+        ones that write (best epoch, history, checkpoints, TensorBoard)."""
+        hooks: List[HookBase] = [EvalHook(cfg.SOLVER.EVAL_PERIOD, self.validate)]
+        if comm.is_main_process():
+            held_out = (self.loaders.val_real, self.test and self.test[0],
+                        self.loaders.val_syn and self.loaders.val_syn[0])  # the strip's images: the first there is
+            hooks += [BestMetricHook(cfg.SOLVER.BEST_METRIC), HistoryHook(self.output_dir, cfg.MODE.STAGE),
+                      CheckpointHook(), TensorBoardHook(TensorBoardWriter(self.output_dir), strip_images(held_out))]
+        return hooks
+
+    def build_checkpointer(self) -> Checkpointer:
+        """The checkpointer of every object a resumed run needs, each named once."""
+        return Checkpointer(self.output_dir / "checkpoint", {
+            MODEL_KEY: self.model,
+            "discriminators": self.discriminators,
+            **{f"optimizer.{name}": obj for name, obj in self.optimizers.items()},
+            **{f"scheduler.{name}": obj for name, obj in self.schedulers.items()},
+            **{f"scaler.{name}": obj for name, obj in self.scalers.items()},
+            **{f"pool.{name}": obj for name, obj in self.pool_states.items()},
+            "guard": self.guard,
+            **{f"hook.{hook.name}": hook for hook in self.hooks if hasattr(hook, "state_dict")},
+        })
 
     # ------------------------------------------------------------------ state
     def save(self, name: str) -> Path:
         """Write ``checkpoint/<name>.pth`` with the full training state and the epoch's record."""
-        return self.checkpointer.save(name, epoch=self.record["epoch"], metrics=self.record["metrics"],
-                                      stage=self.cfg.MODE.STAGE, config=config_to_dict(self.cfg),
-                                      num_classes=self.loaders.num_classes)
-
-    def _check_model_matches(self, payload: Dict, path: str) -> None:
-        saved = config_from_dict(payload["config"], path).MODEL
-        if saved.NAME != self.cfg.MODEL.NAME or saved.LAST_STRIDE != self.cfg.MODEL.LAST_STRIDE:
-            raise InputError(f"{path} holds a {saved.NAME} model (last stride {saved.LAST_STRIDE}); "
-                             f"expected {self.cfg.MODEL.NAME} (last stride {self.cfg.MODEL.LAST_STRIDE})")
+        return self.checkpointer.save(name, stage=self.cfg.MODE.STAGE, epoch=self.record.epoch, config=self.cfg,
+                                      metrics=self.record.metrics, num_classes=self.loaders.num_classes)
 
     def resume(self) -> None:
         """Restore the full training state from ``OUTPUT_DIR/checkpoint/last.pth``, after checking it fits."""
         path = self.checkpointer.save_dir / "last.pth"
         if not path.is_file():
             raise InputError(f"--resume: no checkpoint to resume from at {path}")
-        payload = load_checkpoint(str(path), "--resume", stage=self.cfg.MODE.STAGE)
-        self._check_model_matches(payload, str(path))
-        if payload.get("num_classes") != self.loaders.num_classes:
-            raise InputError(f"--resume: {path} was trained on {payload.get('num_classes')} identities, the data "
+        weights = read_weights(str(path), "--resume", formats=(RVSL_FORMAT,), stage=self.cfg.MODE.STAGE)
+        check_same_model(self.cfg, weights.config, str(path))
+        if weights.meta.get("num_classes") != self.loaders.num_classes:
+            raise InputError(f"--resume: {path} was trained on {weights.meta.get('num_classes')} identities, the data "
                              f"now gives {self.loaders.num_classes} (changed data or VAL.SYN_IDENTITIES?)")
-        self.checkpointer.restore(payload, str(path))
-        self.start_epoch = payload["epoch"]
+        self.checkpointer.restore(weights, str(path))
+        self.start_epoch = weights.meta["epoch"]
         logger.info("resumed from %s after epoch %d", path, self.start_epoch)
 
     def load_pretrained(self, path: str) -> None:
-        """Start from a previous stage's checkpoint (matching tensors only), a reference-format state dict
-        (every key mapped) or an ImageNet state dict."""
-        payload = safe_load(path, "MODEL.PRETRAIN_PATH")
-        if is_reference_state(payload):
-            load_reference_weights(self.model, payload, f"MODEL.PRETRAIN_PATH: {path}")
-            return
-        if not is_rvsl_checkpoint(payload):
-            load_backbone_weights(self.model, payload, path)
-            return
-        self._check_model_matches(payload, path)
-        logger.info("starting from %s (a %s checkpoint, epoch %d)", path, payload["stage"], payload["epoch"])
-        loaded, _ = load_matching_state(self.model, payload["model"])  # logs what it skipped
-        if not loaded:
-            raise InputError(f"MODEL.PRETRAIN_PATH {path}: no tensor matches the model")
-        if "discriminators" in payload:
-            load_matching_state(self.discriminators, payload["discriminators"])
+        """Start from ``path``: a previous stage's checkpoint, a reference-format or an ImageNet state dict."""
+        load_pretrained(self.model, self.discriminators, self.cfg, path)
 
     # ------------------------------------------------------------------ loop
     def _batches(self, epoch: int) -> Iterator[Dict]:
@@ -244,11 +255,11 @@ class Trainer:
                     losses = self.disc_loss(result.adversarial)
                 disc_total = sum(losses.values())
                 if not self.guard.check("disc", losses, disc_total, where):
-                    return _mean([r.losses for r in results]), {}
+                    return mean_losses([r.losses for r in results]), {}
                 self._backward("disc", disc_total)
             disc_losses.append(losses)
         self._step("disc")
-        return _mean([r.losses for r in results]), _mean(disc_losses)
+        return mean_losses([r.losses for r in results]), mean_losses(disc_losses)
 
     def _iterations(self, epoch: int) -> Iterator[List[Dict]]:
         """The epoch's iterations, each a list of ``SOLVER.ACCUM_STEPS`` loader batches (a short tail is dropped)."""
@@ -269,8 +280,7 @@ class Trainer:
             module.train()
         driver = self.loaders.real if self.loaders.real is not None else self.loaders.syn
         num_iters = len(driver) // self.accum_steps  # the P x K sampler draws the epoch's batches to count them
-        sums: List[Dict[str, Tensor]] = [{}, {}]
-        counts: List[Dict[str, int]] = [defaultdict(int), defaultdict(int)]
+        sums = LossSums()
         bar = tqdm(self._iterations(epoch), total=num_iters, desc=f"{self.cfg.MODE.STAGE} epoch {epoch + 1}",
                    disable=None, dynamic_ncols=True, leave=False)
         for iteration, micro_batches in enumerate(bar):
@@ -278,19 +288,16 @@ class Trainer:
             values = self.train_iteration(micro_batches, where)
             if self.loss_growth.first is None and values[0]:  # read once: the run's first finite iteration
                 self.loss_growth.start(float(sum(values[0].values())))
-            for part, part_values in enumerate(values):
-                for name, value in part_values.items():
-                    sums[part][name] = sums[part][name] + value if name in sums[part] else value
-                    counts[part][name] += 1
+            sums.add(values)
             if (iteration + 1) % self.cfg.SOLVER.LOG_PERIOD == 0:
-                means = _read_means(sums, counts)  # the one host-device synchronisation per LOG_PERIOD
+                means = sums.means()  # the one host-device synchronisation per LOG_PERIOD
                 bar.set_postfix(loss=f"{sum(means[0].values()):.3f}")
                 self.loss_growth.check(sum(means[0].values()), where)
                 logger.info("epoch %d iter %d/%d lr %.2e  %s", epoch + 1, iteration + 1, num_iters,
                             self.optimizers["model"].param_groups[0]["lr"],
                             "  ".join(f"{k} {v:.4f}" for part in means for k, v in part.items()))
             self._stop_if_requested(where)
-        losses, disc_losses = _read_means(sums, counts)
+        losses, disc_losses = sums.means()
         self.loss_growth.check(sum(losses.values()), f"epoch {epoch + 1} (its mean)")
         return losses, disc_losses
 
@@ -323,7 +330,7 @@ class Trainer:
 
     def _interrupted(self, where: str) -> Exception:
         return self.stop.interrupted(where, self.checkpointer.save_dir / "last.pth",
-                                     self.record.get("epoch", self.start_epoch))
+                                     self.record.epoch if self.record else self.start_epoch)
 
     def train(self) -> None:
         """Run the remaining epochs; after each, the hooks validate, track the best epoch, record and save.
@@ -356,29 +363,16 @@ class Trainer:
             logger.info("epoch %d/%d done in %.1f s  %s%s", epoch + 1, self.max_epochs, seconds,
                         "  ".join(f"{k} {v:.4f}" for k, v in {**losses, **disc_losses}.items()),
                         f"  updates skipped: {skipped}" if skipped else "")
-            self.record = {"epoch": epoch + 1, "seconds": seconds, "losses": losses, "disc_losses": disc_losses,
-                           "metrics": {}}
+            record = self.record = EpochRecord(epoch + 1, seconds, losses, disc_losses)
             for hook in self.hooks:
-                hook.after_epoch(self)
+                hook.after_epoch(self, record)
             for hook in self.hooks:
-                hook.after_checkpoint(self)
+                hook.after_checkpoint(self, record)
             if epoch + 1 < self.max_epochs:  # a signal during the last epoch's validation: the run is complete
                 self._stop_if_requested(f"the end of epoch {epoch + 1}")
         for hook in self.hooks:
             hook.after_train(self)
 
-
-def _mean(parts: Sequence[Losses]) -> Losses:
-    """Per name, the mean of the detached loss tensors of ``parts`` (micro-batches)."""
-    return {name: sum(part[name].detach() for part in parts) / len(parts) for name in parts[0]} if parts else {}
-
-
-def _read_means(sums: Sequence[Losses], counts: Sequence[Dict[str, int]]) -> List[Dict[str, float]]:
-    """Device-side loss sums divided by their counts, read to the host in one transfer."""
-    names = [list(part) for part in sums]
-    flat = [sums[i][name].float() / counts[i][name] for i, part in enumerate(names) for name in part]
-    values = iter(torch.stack(flat).tolist() if flat else [])
-    return [{name: next(values) for name in part} for part in names]
 
 
 def train_stage(cfg: CfgNode, args: argparse.Namespace) -> None:
