@@ -48,7 +48,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from rvsl.data import layout
+from rvsl import layout
 from rvsl.engine.hooks import metric_value
 
 ROOT = Path(__file__).resolve().parents[1]
