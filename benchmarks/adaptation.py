@@ -31,9 +31,9 @@ and the paired difference of rvsl minus every other variant (hazy mAP, mean and 
 Results: OUT/adaptation.json (``results[variant][branch]``: per-seed values in [0, 1] on the test split,
 ``dev`` the same on the dev split), tables on stdout, a bar chart (``--figure``, default Fig/adaptation.png)
 and the first seed's stage-3 dehazed images beside it (Fig/adaptation_dehazed.png). ``--choice-study`` lets
-stages 2 and 3 validate on their labelled test sets every epoch (reported only) and prints how each
-label-free checkpoint-choice candidate tracks them: it reads the test labels during training, so it is off
-by default.
+stage 3 validate every epoch on the dev split (its REAL_FOGGY keys point at the dev folders; the test split
+is not read) and prints how each label-free checkpoint-choice candidate of SOLVER.BEST_METRIC tracks the dev
+mAP over epochs: the evidence for choosing the default on dev.
 """
 
 import argparse
@@ -68,9 +68,13 @@ HIDE_TEST = [item for f in layout.eval_folders("REAL_FOGGY")
 T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
 CANDIDATES = ("syn_val/hazy/mAP", "syn_val/fused/mAP", "real_proxy/cycle_psnr", "real_proxy/agreement",
               "real_proxy/knn_overlap", "last")
-# What each stage's candidates are read against with --choice-study: its own labelled test set (stage 2:
-# REAL_CLEAR, read by the clear branch; stage 3: REAL_FOGGY, read by the hazy branch), which none of them reads.
-TARGETS = {"stage2": "test_labels/clear/mAP", "stage3": "test_labels/hazy/mAP"}
+# With --choice-study, training runs see the dev folders under the REAL_FOGGY keys: stage 3 validates on the dev
+# split every epoch, reported in history.json as its "test_labels" (which no candidate reads).
+DEV_AS_TEST = [item for test, dev in zip(layout.eval_folders("REAL_FOGGY"), layout.eval_folders(SETS["dev"]))
+               for item in (f"DATASETS.{test.key}", dev.rel)]
+# What each stage's candidates are read against with --choice-study: stage 3's hazy-branch dev mAP (stage 2
+# has no dev split of its clear domain; stage 1 none of the real domain).
+TARGETS = {"stage3": "test_labels/hazy/mAP"}
 
 
 def run(args: Sequence[str], log: Path, threads: Optional[int] = None) -> None:
@@ -107,7 +111,7 @@ def seed_runner(seed: int, args: argparse.Namespace):
     """``(out, stage)``: the seed's folder and a function training stage N of it into OUT/seedS/NAME."""
     out = args.out / f"seed{seed}"
     out.mkdir(parents=True, exist_ok=True)
-    hide = [] if args.choice_study else HIDE_TEST
+    hide = DEV_AS_TEST if args.choice_study else HIDE_TEST
     train = ["-c", args.config, "DATASETS.DATA_PATH", str(args.data), "MODE.SEED", str(seed), *args.opts, *hide]
     validate = ["SOLVER.EVAL_PERIOD", "1"] if args.choice_study else []  # else after the last epoch only
 
@@ -122,7 +126,7 @@ def seed_runner(seed: int, args: argparse.Namespace):
             return out / name / "adabn.pth"
         init = ["MODEL.PRETRAIN_PATH", str(pretrain)] if pretrain else []
         run([f"RVSL/stage{n}_trainer.py", *train, "OUTPUT_DIR", str(out / name), *init, "SOLVER.MAX_EPOCHS",
-             str(epochs), *steps(args, n), *(validate if n > 1 else []), *opts], out / "runs.log", args.threads)
+             str(epochs), *steps(args, n), *(validate if n == 3 else []), *opts], out / "runs.log", args.threads)
         return out / name / "checkpoint" / "best.pth"
     return out, stage
 
@@ -414,7 +418,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--jobs", type=int, default=3, help="seeds trained at once (default %(default)s)")
     parser.add_argument("--threads", type=int, default=1, help="CPU threads per run (default %(default)s)")
     parser.add_argument("--choice-study", action="store_true",
-                        help="stages 2/3 validate on their labelled test sets each epoch (reads test labels)")
+                        help="stage 3 validates on the dev split each epoch: how each SOLVER.BEST_METRIC "
+                             "candidate tracks the dev mAP (the test split is not read in training)")
     parser.add_argument("--quick", action="store_true", help="1 epoch per stage: a smoke run, not a result")
     parser.add_argument("--resume", action="store_true",
                         help="keep what --out holds and train only the runs missing there (after --deadline cut "
@@ -488,7 +493,8 @@ def report(args: argparse.Namespace, per_seed: Sequence[Dict[str, Dict[str, Dict
         summary["choice"] = {stage: choice_study([args.out / f"seed{s}" / stage / "history.json" for s in args.seeds],
                                                  target) for stage, target in TARGETS.items()}
         for stage, table in summary["choice"].items():
-            print(f"\ncheckpoint choice in {stage}: how each label-free candidate tracks {TARGETS[stage]} over epochs")
+            print(f"\ncheckpoint choice in {stage}: how each label-free candidate tracks the dev split's "
+                  f"{TARGETS[stage]} over epochs")
             print(f"{'candidate':<24} {'Spearman':>9} {'regret (mAP points)':>20} {'runs':>5}")
             for candidate, row in table.items():
                 print(f"{candidate:<24} {row['spearman']:9.2f} {row['regret']:20.2f} {row['runs']:5d}")

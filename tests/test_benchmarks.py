@@ -122,3 +122,25 @@ def test_adaptation_resume_counts_only_finished_runs(tmp_path):
     assert sorted(found) == ["adabn", "rvsl", "stage1", "stage2"]
     assert found["rvsl"] == tmp_path / "seed0" / "stage3" / "checkpoint" / "best.pth"
     assert list(adaptation.variants_of(found, args)) == ["stage1", "adabn", "rvsl"]
+
+
+def test_adaptation_choice_study_reads_the_dev_split_and_scores_candidates(tmp_path):
+    """--choice-study points stage 3's test keys at the dev folders; regret is the dev mAP lost by each choice."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import adaptation
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    pairs = dict(zip(adaptation.DEV_AS_TEST[::2], adaptation.DEV_AS_TEST[1::2]))
+    assert pairs == {"DATASETS.REAL_QUERY_FOGGY_PATH": "FVRID_real/dev_query_foggy",
+                     "DATASETS.REAL_GALLERY_FOGGY_PATH": "FVRID_real/dev_gallery_foggy"}
+    dev = [0.10, 0.30, 0.20]                   # the best epoch is the 2nd
+    knn = [0.5, 0.9, 0.7]                      # ranks the epochs as dev does
+    epochs = [{"epoch": e + 1, "metrics": {"test_labels": {"hazy": {"mAP": d}},
+                                           "real_proxy": {"knn_overlap": k}}} for e, (d, k) in enumerate(zip(dev, knn))]
+    (tmp_path / "history.json").write_text(json.dumps({"epochs": epochs}))
+    study = adaptation.choice_study([tmp_path / "history.json"], "test_labels/hazy/mAP")
+    assert study["real_proxy/knn_overlap"] == {"spearman": pytest.approx(1.0), "regret": 0.0, "runs": 1}
+    assert study["last"]["regret"] == pytest.approx(10.0)   # epoch 3: 30 - 20 points
+    assert study["last"]["spearman"] == pytest.approx(0.5)  # ranks 1 2 3 against 1 3 2
+    assert study["syn_val/hazy/mAP"]["runs"] == 0           # not in the history: left out
