@@ -112,6 +112,24 @@ def test_dcp_matches_direct_formula(patch):
     assert dcp_loss(img, patch).item() == pytest.approx(expected, abs=1e-6)
 
 
+@pytest.mark.parametrize("patch", [3, 4, 35])
+def test_dcp_gradient_reaches_each_windows_minimum(patch):
+    """d dcp / d pixel = (windows whose minimum it is) / (B H W): the separable filter routes the gradient right."""
+    img = _images(3).requires_grad_(True)
+    dcp_loss(img, patch).backward()
+    b, c, h, w = img.shape
+    lo, hi = (patch - 1) // 2, patch // 2
+    values = img.detach().numpy()
+    expected = np.zeros_like(values)
+    for n in range(b):
+        for i in range(h):
+            for j in range(w):
+                window = values[n, :, max(0, i - lo):i + hi + 1, max(0, j - lo):j + hi + 1]
+                k, y, x = np.unravel_index(window.argmin(), window.shape)
+                expected[n, k, max(0, i - lo) + y, max(0, j - lo) + x] += 1 / (b * h * w)
+    np.testing.assert_allclose(img.grad.numpy(), expected, atol=1e-12)
+
+
 def test_dcp_default_patch_is_35():
     img = _images(1)
     assert dcp_loss(img).item() == pytest.approx(np_dark_channel(img.numpy(), 35).mean(), abs=1e-6)
