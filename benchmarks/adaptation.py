@@ -399,9 +399,9 @@ def parse_args() -> argparse.Namespace:
     """Command-line options."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
-    parser.add_argument("--epochs", type=int, nargs=3, default=[20, 2, 6], metavar=("E1", "E2", "E3"),
+    parser.add_argument("--epochs", type=int, nargs=3, default=[28, 2, 14], metavar=("E1", "E2", "E3"),
                         help="epochs of stage 1, 2 and 3 (the control and the ceiling get E2 + E3 more)")
-    parser.add_argument("--steps", type=int, nargs=3, default=[14, 0, 4], metavar=("S1", "S2", "S3"),
+    parser.add_argument("--steps", type=int, nargs=3, default=[20, 0, 10], metavar=("S1", "S2", "S3"),
                         help="epoch of the learning-rate drop in stage 1, 2 and 3 (SOLVER.STEPS; 0: none; "
                              "default: %(default)s)")
     parser.add_argument("--data", type=Path, default=ROOT / "Datasets" / "demo")
