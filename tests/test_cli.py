@@ -125,17 +125,22 @@ def test_values_that_look_odd_but_work_train(demo_data, tmp_path):
     assert torch.load(tmp_path / "out" / "checkpoint" / "last.pth", weights_only=True)["epoch"] == 1
 
 
-def test_diverging_loss_is_warned_while_still_finite(demo_data, tmp_path):
-    """SOLVER.BASE_LR 1e8: the losses grow by orders of magnitude; a warning says so (validation is off here:
-    the diverged model's features are NaN)."""
+def test_diverging_loss_is_warned_and_a_broken_model_stops_the_run(demo_data, tmp_path):
+    """SOLVER.BASE_LR 1e8: a warning while the losses grow, still finite; then the synthetic validation finds
+    features that overflow float32 and the run stops (exit 1, one line, no traceback) before that epoch's
+    checkpoint is written."""
     data = tmp_path / "data"
     shutil.copytree(demo_data, data)
-    shutil.rmtree(data / "FVRID_syn" / "query_foggy")  # no SYN test set
-    result = run_cli(train_args(1, data, tmp_path / "out", "SOLVER.MAX_EPOCHS", "1", "SOLVER.BASE_LR", "1e8",
-                                "VAL.SYN_IDENTITIES", "0", "SOLVER.BEST_METRIC", "last", "SOLVER.LOG_PERIOD", "2"))
-    assert result.returncode == 0, result.stderr[-3000:]
+    shutil.rmtree(data / "FVRID_syn" / "query_foggy")  # no SYN test set: the validation split finds it
+    out = tmp_path / "out"
+    result = run_cli(train_args(1, data, out, "SOLVER.MAX_EPOCHS", "1", "SOLVER.BASE_LR", "1e8",
+                                "SOLVER.BEST_METRIC", "last", "SOLVER.LOG_PERIOD", "2"))
+    assert result.returncode == 1, result.stderr[-3000:]
     assert "the loss grew from" in result.stderr and "is SOLVER.BASE_LR too high?" in result.stderr
     assert "non-finite" not in result.stderr[:result.stderr.index("the loss grew from")]
+    assert "validation after epoch 1:" in result.stderr and "features that are NaN, inf or too large" in result.stderr
+    assert "the model has diverged" in result.stderr and "no checkpoint was written" in result.stderr
+    assert "Traceback" not in result.stderr and not (out / "checkpoint" / "last.pth").exists()
 
 
 def test_missing_test_weight_exits_2(demo_data, tmp_path):
@@ -240,6 +245,21 @@ def test_inference_reads_at_the_checkpoints_size_unless_given(flawed_run, demo_d
     assert given.returncode == 0, given.stderr[-3000:]
     assert "input size 48x48 (INPUT.SIZE_TEST given; the model's own is 32x32)" in given.stderr
     assert json.loads((tmp_path / "given" / "metrics.json").read_text())["input_size"] == [48, 48]
+
+
+def test_inference_of_a_broken_checkpoint_exits_2_naming_it(flawed_run, demo_data, tmp_path):
+    """A checkpoint with a NaN weight: inference.py says which file gives unusable features, exit 2, no traceback."""
+    _, out, _ = flawed_run
+    checkpoint = torch.load(out / "checkpoint" / "best.pth", map_location="cpu", weights_only=False)
+    first = next(k for k, v in checkpoint["model"].items() if v.is_floating_point())
+    checkpoint["model"][first].fill_(float("nan"))
+    broken = tmp_path / "broken.pth"
+    torch.save(checkpoint, broken)
+    result = run_cli(["RVSL/inference.py", "-t", "-c", "configs/demo.yml", "DATASETS.DATA_PATH", str(demo_data),
+                      "TEST.DATA", "SYN", "TEST.WEIGHT", str(broken), "OUTPUT_DIR", str(tmp_path / "out")])
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert f"TEST.WEIGHT {broken}:" in result.stderr and "NaN, inf or too large" in result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "out" / "metrics.json").exists()
 
 
 def _wait_for_epoch(out: Path, epoch: int, process: subprocess.Popen, timeout: float = 300) -> None:

@@ -12,6 +12,7 @@ from rvsl.evaluation import (
     PSNR_MAX_DB,
     DatasetEvaluator,
     ImageQualityEvaluator,
+    NonFiniteFeatures,
     PictureEvaluator,
     ReIDEvaluator,
     RerankParams,
@@ -325,6 +326,26 @@ def test_reid_evaluator_reset_process_evaluate_and_fused():
         ev.evaluate()
     with pytest.raises(ValueError, match="branch"):
         ev.process({"pid": pids[:5], "camid": cams[:5]}, {"depth": clear[:5]})
+
+
+def test_reid_evaluator_refuses_features_that_break_the_distances():
+    """NaN, inf, or finite features whose |f|^2 overflows float32 (a diverged model) are named, not ranked."""
+    qf, gf, q_pids, g_pids, q_cams, g_cams = make_features(seed=4)
+    pids, cams = torch.cat([q_pids, g_pids]), torch.cat([q_cams, g_cams])
+    for bad_value, row in ((float("nan"), 0), (float("inf"), 3), (3e19, 5)):  # (3e19)^2 = 9e38 > float32 max
+        clear = torch.cat([qf, gf])
+        clear[row, 1] = bad_value
+        ev = ReIDEvaluator(num_query=qf.shape[0])
+        for batch, outputs in feature_batches(clear, torch.cat([qf, gf]), pids, cams):
+            ev.process(batch, outputs)
+        with pytest.raises(NonFiniteFeatures, match=f"1 of {clear.shape[0]} images have clear features"):
+            ev.evaluate()
+    ev = ReIDEvaluator(num_query=qf.shape[0])  # 1e19: |f|^2 = 1e38 still fits, so it is ranked
+    clear = torch.cat([qf, gf])
+    clear[5, 1] = 1e19
+    for batch, outputs in feature_batches(clear, clear, pids, cams):
+        ev.process(batch, outputs)
+    assert 0.0 <= ev.evaluate()["clear"]["mAP"] <= 1.0
 
 
 def test_reid_evaluator_rerank_uses_params():

@@ -7,6 +7,7 @@ import torch.nn.functional as F
 
 from rvsl.engine.adabn import adapt_batchnorm
 from rvsl.engine.hooks import metric_value
+from rvsl.evaluation import NonFiniteFeatures
 from rvsl.evaluation.proxies import knn_overlap, real_proxies
 from rvsl.modeling import RVSL
 
@@ -43,6 +44,16 @@ def test_real_proxies_against_a_hand_computation():
     assert proxies["agreement"] == pytest.approx(float(np.mean(cos)), abs=1e-5)
     assert proxies["knn_overlap"] == pytest.approx(knn_overlap(own, other, 2))
     assert not model.training
+
+
+def test_real_proxies_name_a_broken_model():
+    """A model with NaN weights gives NaN features: the proxies refuse them instead of scoring NaN."""
+    model = RVSL("resnet18", num_classes=3).eval()
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.fill_(float("nan"))
+    with pytest.raises(NonFiniteFeatures, match="6 of 6 images have real hazy features"):
+        real_proxies(model, [{"img": torch.rand(6, 3, 32, 32)}], "hazy", torch.device("cpu"), k=2)
 
 
 def test_adabn_reestimates_only_the_branch_statistics():

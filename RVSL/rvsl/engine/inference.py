@@ -8,9 +8,10 @@ from typing import Dict, List, Optional, Union
 from ..checkpoint import load_inference_model, size_override, test_size
 from ..config import CfgNode, with_values
 from ..data.build import build_test_loader
-from ..evaluation import (DatasetEvaluator, ImageQualityEvaluator, PictureEvaluator, ReIDEvaluator, RerankParams,
-                          inference_on_dataset)
+from ..evaluation import (DatasetEvaluator, ImageQualityEvaluator, NonFiniteFeatures, PictureEvaluator, ReIDEvaluator,
+                          RerankParams, inference_on_dataset)
 from ..utils import comm
+from ..utils.errors import InputError
 from ..utils.io import write_json
 from ..utils.misc import amp_dtype, channels_last
 from .defaults import default_setup
@@ -51,8 +52,11 @@ def run_inference(cfg: CfgNode, args: argparse.Namespace) -> Dict:
     loader, num_query = build_test_loader(cfg, cfg.TEST.DATA)
     test = cfg.TEST
     vis_dir = Path(cfg.OUTPUT_DIR) / "vis" if test.VIS else None
-    metrics = inference_on_dataset(model, loader, build_evaluators(cfg, num_query, vis_dir), device,
-                                   amp_dtype(cfg.SOLVER.AMP, device), nhwc)
+    try:
+        metrics = inference_on_dataset(model, loader, build_evaluators(cfg, num_query, vis_dir), device,
+                                       amp_dtype(cfg.SOLVER.AMP, device), nhwc)
+    except NonFiniteFeatures as exc:
+        raise InputError(f"TEST.WEIGHT {cfg.TEST.WEIGHT}: {exc}: the model is broken (a diverged run?)") from exc
     logger.info("%s on %s:\n%s", cfg.TEST.WEIGHT, cfg.TEST.DATA, format_metrics(metrics))
     result = {"test_set": cfg.TEST.DATA, "weight": cfg.TEST.WEIGHT, "stage": info["stage"],
               "epoch": info["epoch"], "input_size": list(size), "distance": test.DISTANCE, "rerank": test.RERANK,

@@ -19,7 +19,7 @@ from ..checkpoint import MODEL_KEY, RVSL_FORMAT, read_weights
 from ..config import CfgNode
 from ..data.build import STAGE_TEST_SET, TrainLoaders, build_test_loader, build_train_loaders, has_test_set
 from ..data.check import startup_check
-from ..evaluation import inference_on_dataset, real_proxies
+from ..evaluation import NonFiniteFeatures, inference_on_dataset, real_proxies
 from ..modeling import DOMAINS, RVSL, ImagePool, compile_networks
 from ..utils import comm
 from ..utils.errors import InputError
@@ -29,7 +29,7 @@ from .defaults import default_setup
 from .distributed import (DiscriminatorLoss, GatheredPool, StepModule, accumulating, build_guard,
                           convert_sync_batchnorm, wrap)
 from .divergence import LossGrowth
-from .guard import grad_scaler, restore_running_stats, save_running_stats, scaled_step
+from .guard import TrainingStopped, grad_scaler, restore_running_stats, save_running_stats, scaled_step
 from .hooks import BestMetricHook, CheckpointHook, EpochRecord, EvalHook, HistoryHook, HookBase, TensorBoardHook
 from .inference import build_evaluators
 from .interrupt import StopFlag
@@ -307,7 +307,20 @@ class Trainer:
 
     def validate(self) -> Dict:
         """Metrics by source: ``syn_val`` and ``real_proxy`` read no real label; ``test_labels`` is the stage's
-        labelled test set, reported (chosen on only when ``SOLVER.BEST_METRIC`` names it)."""
+        labelled test set, reported (chosen on only when ``SOLVER.BEST_METRIC`` names it).
+
+        A model whose features hold NaN or inf has diverged: :class:`TrainingStopped`, before this epoch's
+        checkpoint is written, so ``last.pth`` keeps the previous epoch."""
+        try:
+            return self._validate()
+        except NonFiniteFeatures as exc:
+            epoch = self.record.epoch if self.record else self.start_epoch
+            last = self.checkpointer.save_dir / "last.pth"
+            kept = f"{last} keeps an earlier epoch" if last.is_file() else "no checkpoint was written"
+            raise TrainingStopped(f"validation after epoch {epoch}: {exc}: the model has diverged (is SOLVER.BASE_LR "
+                                  f"too high?); stopped before saving epoch {epoch}: {kept}") from exc
+
+    def _validate(self) -> Dict:
         stage, results = self.cfg.MODE.STAGE, {}
         if self.loaders.val_syn is not None:
             results["syn_val"] = self._evaluate_reid(*self.loaders.val_syn)

@@ -1,7 +1,7 @@
 """Evaluation: distances, re-ranking, ranking metrics, image quality, the evaluators, pictures, label-free proxies."""
 
 from .base import IMAGE_OUTPUTS, DatasetEvaluator
-from .distance import compute_distance
+from .distance import NonFiniteFeatures, compute_distance
 from .evaluator import ReIDEvaluator, RerankParams, inference_on_dataset, run_model
 from .proxies import knn_overlap, real_proxies
 from .quality import PSNR_MAX_DB, ImageQualityEvaluator, psnr, ssim
@@ -14,6 +14,7 @@ __all__ = [
     "PSNR_MAX_DB",
     "DatasetEvaluator",
     "ImageQualityEvaluator",
+    "NonFiniteFeatures",
     "PictureEvaluator",
     "ReIDEvaluator",
     "RerankParams",

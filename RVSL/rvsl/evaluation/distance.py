@@ -22,6 +22,19 @@ METRICS = ("euclidean", "cosine")
 DEFAULT_DISTANCE_CHUNK = 1024
 
 
+class NonFiniteFeatures(ValueError):
+    """Features that are NaN, inf or too large to square in float32: the model that computed them is broken
+    (a diverged run or damaged weights)."""
+
+
+def check_finite(feats: torch.Tensor, what: str) -> None:
+    """Raise :class:`NonFiniteFeatures` naming ``what`` and how many rows are NaN, inf or overflow |f|^2."""
+    bad = int((~torch.isfinite(feats.float().pow(2).sum(dim=1))).sum())
+    if bad:
+        raise NonFiniteFeatures(f"{bad} of {feats.shape[0]} images have {what} features that are NaN, inf or "
+                                "too large for float32 distances")
+
+
 def _features(x: Union[np.ndarray, torch.Tensor], name: str) -> torch.Tensor:
     """A contiguous float32 2-D feature tensor (numpy input becomes a CPU tensor)."""
     t = torch.from_numpy(np.asarray(x)) if isinstance(x, np.ndarray) else x.detach()

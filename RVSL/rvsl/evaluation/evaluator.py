@@ -28,7 +28,7 @@ from ..modeling.rvsl_model import RVSL
 from ..utils import comm
 from ..utils.misc import autocast, to_device
 from .base import DatasetEvaluator
-from .distance import METRICS, compute_distance
+from .distance import METRICS, check_finite, compute_distance
 from .rank import evaluate_features, evaluate_rank
 from .rerank import re_ranking
 from .visualize import save_rank_list
@@ -161,6 +161,7 @@ class ReIDEvaluator(DatasetEvaluator):
         for name in self.branches:
             start = time.perf_counter()
             feats = self.features(name)
+            check_finite(feats, name)
             cmc, mean_ap, minp = self._rank(feats[: self.num_query], feats[self.num_query:], ids)
             results[name] = {"mAP": mean_ap, **{f"rank{k}": float(cmc[k - 1]) for k in RANKS}, "mINP": minp}
             logger.debug("%s branch: mAP %.2f%%, rank-1 %.2f%%, mINP %.2f%% (%d x %d, %s%s, %.1f s)", name,

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 
 from ..modeling.rvsl_model import OTHER
 from ..utils.misc import autocast
+from .distance import check_finite
 from .quality import psnr
 
 
@@ -65,7 +66,9 @@ def real_proxies(model: torch.nn.Module, loader: Iterable[Mapping], domain: str,
                 psnrs.append(psnr(cycled.float(), x.float()))
     finally:
         model.train(was_training)
-    a, b = torch.cat(own), torch.cat(translated_feats)
+    a, b = torch.cat(own).float(), torch.cat(translated_feats).float()
+    check_finite(a, f"real {domain}")
+    check_finite(b, f"translated ({other})")
     return {"cycle_psnr": float(torch.cat(psnrs).mean()),
             "agreement": float(F.cosine_similarity(a, b, dim=1).mean()),
             "knn_overlap": knn_overlap(a, b, k)}
