@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import write_image
+from helpers import TINY_CONFIG, write_image
 from rvsl.config import load_config
 from rvsl.data import fvrid
 from rvsl.data.build import build_test_loader, build_train_loaders, has_test_set
@@ -23,14 +23,12 @@ from rvsl.utils.misc import to_device
 
 
 FILL = (0.4914, 0.4822, 0.4465)
-NO_AUGMENT = ["INPUT.FLIP_PROB", "0.0", "INPUT.RESIZE_RANGE", "[1.0, 1.0]", "INPUT.ERASE_PROB", "0.0"]
+NO_AUGMENT = ["INPUT.FLIP_PROB", "0.0", "INPUT.RESIZE_RANGE", "[1.0, 1.0]", "INPUT.ERASE_PROB", "0.0",
+              "INPUT.PADDING", "0"]
 
 
 def tiny_cfg(root: Path, *opts):
-    return load_config(None, ["DATASETS.DATA_PATH", str(root), "INPUT.SIZE_TRAIN", "[32, 32]",
-                              "INPUT.SIZE_TEST", "[32, 32]", "DATALOADER.NUM_WORKERS", "0",
-                              "DATALOADER.NUM_IDENTITIES", "3", "DATALOADER.NUM_INSTANCES", "2",
-                              "DATALOADER.REAL_BATCH_SIZE", "4", *opts])
+    return load_config(str(TINY_CONFIG), ["DATASETS.DATA_PATH", str(root), *opts])
 
 
 @pytest.mark.parametrize("name, expected", [

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from helpers import ROOT, run_cli
+from helpers import ROOT, run_cli, tiny_opts
 from rvsl.checkpoint import read_weights
 from rvsl.engine.defaults import launch
 from rvsl.engine.trainer import train_stage
@@ -78,9 +78,7 @@ def test_full_disk_during_a_checkpoint_keeps_the_previous_ones_and_exits_2(tiny_
     monkeypatch.setattr(torch, "save", save_until_the_disk_is_full)
     out = tmp_path / "out"
     argv = ["-c", str(ROOT / "configs/demo.yml"), "DATASETS.DATA_PATH", str(tiny_fvrid), "OUTPUT_DIR", str(out),
-            "MODEL.DEVICE", "cpu", "INPUT.SIZE_TRAIN", "[32, 32]", "INPUT.SIZE_TEST", "[32, 32]", "INPUT.PADDING", "2",
-            "DATALOADER.NUM_WORKERS", "0", "DATALOADER.NUM_IDENTITIES", "3", "DATALOADER.NUM_INSTANCES", "2",
-            "VAL.SYN_IDENTITIES", "0", "SOLVER.MAX_EPOCHS", "2",
+            *tiny_opts(), "VAL.SYN_IDENTITIES", "0", "SOLVER.MAX_EPOCHS", "2",
             "SOLVER.BEST_METRIC", "last"]  # every epoch is best: best.pth is rewritten
     assert launch(train_stage, "test", stage="STAGE1", argv=argv) == 2
     monkeypatch.undo()

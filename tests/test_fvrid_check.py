@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from fvrid_tools.check import check_dataset, format_report
-from helpers import EXPECTED_DEV_FOLDERS, EXPECTED_FOLDERS, assert_cli_error, fvrid_name, noise_jpeg, run_script
+from helpers import (EXPECTED_DEV_FOLDERS, EXPECTED_FOLDERS, TINY_CONFIG, assert_cli_error, fvrid_name, noise_jpeg,
+                     run_script)
 from rvsl.config import get_cfg_defaults, load_config
 from rvsl.data import fvrid
 from rvsl.data.build import build_train_loaders
@@ -209,9 +210,7 @@ def test_startup_check_from_config(dataset, tmp_path):
 
 def _stage_cfg(root: Path, stage: str):
     """A config reading the tiny tree ``root`` in ``stage``, with loaders small enough for it."""
-    return load_config(None, ["DATASETS.DATA_PATH", str(root), "MODE.STAGE", stage, "INPUT.SIZE_TRAIN", "[32, 32]",
-                              "DATALOADER.NUM_WORKERS", "0", "DATALOADER.NUM_IDENTITIES", "3",
-                              "DATALOADER.NUM_INSTANCES", "2", "DATALOADER.REAL_BATCH_SIZE", "4"])
+    return load_config(str(TINY_CONFIG), ["DATASETS.DATA_PATH", str(root), "MODE.STAGE", stage])
 
 
 def _warnings(caplog) -> list:

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from helpers import ROOT, run_cli
+from helpers import ROOT, run_cli, tiny_opts
 from rvsl.config import config_to_dict, load_config
 from rvsl.checkpoint import load_inference_model, load_reference_weights
 from rvsl.modeling import build_model
@@ -238,8 +238,7 @@ def test_trainer_starts_from_a_reference_file(tiny_fvrid, tmp_path):
 
     state = reference_state(num_classes=5)
     torch.save(state, tmp_path / "ref.pth")
-    opts = [*REF_OPTS, "DATASETS.DATA_PATH", str(tiny_fvrid), "OUTPUT_DIR", str(tmp_path / "out"),
-            "DATALOADER.NUM_WORKERS", "0", "DATALOADER.NUM_IDENTITIES", "3", "DATALOADER.NUM_INSTANCES", "2",
+    opts = [*tiny_opts(), *REF_OPTS, "DATASETS.DATA_PATH", str(tiny_fvrid), "OUTPUT_DIR", str(tmp_path / "out"),
             "MODEL.PRETRAIN_PATH", str(tmp_path / "ref.pth")]
     with pytest.raises(InputError, match="MODEL.GENERATOR reference"):  # its generators behind a sigmoid
         Trainer(load_config(None, opts), torch.device("cpu"))

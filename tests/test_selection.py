@@ -5,6 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from helpers import ROOT, TINY_CONFIG
 from rvsl.engine.adabn import adapt_batchnorm
 from rvsl.engine.hooks import metric_value
 from rvsl.evaluation import NonFiniteFeatures
@@ -110,7 +111,6 @@ def test_adabn_command_writes_a_checkpoint_with_new_statistics_only(tiny_fvrid, 
 def test_default_checkpoint_choice_reads_no_test_label(config, stage):
     """Two epochs: the labelled test set prefers the first, everything label-free the second. The default
     choice of every shipped config must take the second; train.sh and the Makefile must not override it."""
-    from helpers import ROOT
     from rvsl.config import load_config
     from rvsl.engine.hooks import BestMetricHook, EpochRecord
 
@@ -135,15 +135,14 @@ def test_choosing_on_test_labels_is_named_and_needs_the_test_set(tiny_fvrid, tmp
     from rvsl.engine.trainer import Trainer
     from rvsl.utils.errors import InputError
 
-    opts = ["DATASETS.DATA_PATH", str(tiny_fvrid), "OUTPUT_DIR", str(tmp_path / "o"), "MODEL.NAME", "resnet18",
-            "INPUT.SIZE_TRAIN", "[32, 32]", "INPUT.SIZE_TEST", "[32, 32]", "DATALOADER.NUM_WORKERS", "0",
-            "DATALOADER.NUM_IDENTITIES", "3", "DATALOADER.NUM_INSTANCES", "2", "DATALOADER.REAL_BATCH_SIZE", "4",
+    opts = ["DATASETS.DATA_PATH", str(tiny_fvrid), "OUTPUT_DIR", str(tmp_path / "o"),
             "SOLVER.BEST_METRIC", "test_labels/hazy/mAP"]
     with caplog.at_level(logging.WARNING):
-        Trainer(load_config(None, opts, stage="STAGE3"), torch.device("cpu"))
+        Trainer(load_config(str(TINY_CONFIG), opts, stage="STAGE3"), torch.device("cpu"))
     assert "chosen on test labels" in caplog.text
     data = tmp_path / "data"
     shutil.copytree(tiny_fvrid, data)
     shutil.rmtree(data / "FVRID_real" / "query_foggy")
     with pytest.raises(InputError, match="needs the REAL_FOGGY test set, which is absent"):
-        Trainer(load_config(None, opts + ["DATASETS.DATA_PATH", str(data)], stage="STAGE3"), torch.device("cpu"))
+        Trainer(load_config(str(TINY_CONFIG), opts + ["DATASETS.DATA_PATH", str(data)], stage="STAGE3"),
+                torch.device("cpu"))
